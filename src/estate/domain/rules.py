@@ -1,0 +1,106 @@
+"""Module rules: which module version a resource type gets in a scope; the most specific scope wins.
+
+Specificity, highest first: rollout pin > env > project+env type > env type > project > global.
+A rollout pin is an env-scoped rule owned by a rollout: while a rollout drives an environment,
+what it put there is the truth (see docs/decisions/0004-rollout-pins.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+CONFIG_OWNER = "config"
+
+
+class Scope(IntEnum):
+    """How specific a rule is; a higher value wins."""
+
+    GLOBAL = 0
+    PROJECT = 1
+    ENV_TYPE = 2
+    PROJECT_ENV_TYPE = 3
+    ENV = 4
+    PIN = 5
+
+
+@dataclass(frozen=True)
+class ModuleRule:
+    """Picks `module@version` for `resource_type` in the scope given by project/env_type/env."""
+
+    resource_type: str
+    module: str
+    version: str
+    project: str | None = None
+    env_type: str | None = None
+    env: str | None = None
+    owner: str = CONFIG_OWNER
+
+    @property
+    def scope(self) -> Scope:
+        if self.env is not None:
+            return Scope.PIN if self.owner != CONFIG_OWNER else Scope.ENV
+        if self.project is not None and self.env_type is not None:
+            return Scope.PROJECT_ENV_TYPE
+        if self.env_type is not None:
+            return Scope.ENV_TYPE
+        if self.project is not None:
+            return Scope.PROJECT
+        return Scope.GLOBAL
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None, str | None, str]:
+        """Identity of the rule's slot: two rules with one key are a tie."""
+        return (self.resource_type, self.project, self.env_type, self.env, self.owner)
+
+    def scope_problem(self) -> str | None:
+        """Why the scope fields do not form a valid scope, or None."""
+        if self.env is not None and self.project is None:
+            return "a rule scoped to an env must also name its project"
+        if self.env is not None and self.env_type is not None:
+            return "a rule scoped to an env cannot also name an env_type"
+        return None
+
+    def applies_to(self, project: str, env: str, env_type: str) -> bool:
+        return (
+            (self.project is None or self.project == project)
+            and (self.env_type is None or self.env_type == env_type)
+            and (self.env is None or self.env == env)
+        )
+
+
+class RuleTie(Exception):
+    """Two rules of the same specificity match one environment."""
+
+    def __init__(self, rules: tuple[ModuleRule, ...]) -> None:
+        super().__init__(f"{len(rules)} rules of scope {rules[0].scope.name.lower()} tie")
+        self.rules = rules
+
+
+def resolve_rule(
+    rules: Iterable[ModuleRule], resource_type: str, project: str, env: str, env_type: str
+) -> ModuleRule | None:
+    """The most specific rule for `resource_type` in `project/env`; None when no rule applies."""
+    matching = [
+        r for r in rules if r.resource_type == resource_type and r.applies_to(project, env, env_type)
+    ]
+    if not matching:
+        return None
+    best = max(r.scope for r in matching)
+    winners = tuple(r for r in matching if r.scope == best)
+    if len(winners) > 1:
+        raise RuleTie(winners)
+    return winners[0]
+
+
+def find_ties(rules: Sequence[ModuleRule]) -> list[tuple[int, int]]:
+    """Index pairs of rules occupying the same slot (same resource type, scope values and owner)."""
+    seen: dict[tuple[str, str | None, str | None, str | None, str], int] = {}
+    ties = []
+    for index, rule in enumerate(rules):
+        if rule.key in seen:
+            ties.append((seen[rule.key], index))
+        else:
+            seen[rule.key] = index
+    return ties

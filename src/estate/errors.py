@@ -1,0 +1,87 @@
+"""The one exception tree of Estate.
+
+    EstateError                 (exit 1: an operation failed)
+    ├── InputError              (exit 2: bad input; nothing was changed)
+    │   ├── ConfigError         estate-as-code is invalid (carries file:line:column + field path)
+    │   ├── NotFoundError       a named object does not exist
+    │   └── ConflictError       the request contradicts stored state (immutable version, busy module)
+    ├── ComponentError          an external component failed (binary missing, database, Prometheus)
+    └── OperationFailed         the operation ran and did not succeed (failed apply, refused promotion)
+
+Adapters translate errors of other libraries into this tree (`raise ... from exc`); the CLI maps
+them to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EstateError(Exception):
+    """Base of every error Estate reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class InputError(EstateError):
+    """The user's input is wrong; nothing was changed."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding in estate-as-code: where it is and what is wrong."""
+
+    message: str
+    path: str = ""
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            where += ": "
+        field_path = f"{self.path}: " if self.path else ""
+        return f"{where}{field_path}{self.message}"
+
+
+class ConfigError(InputError):
+    """Estate-as-code failed validation; `problems` lists every finding with its location."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"invalid estate configuration ({count}):\n{lines}")
+
+
+class NotFoundError(InputError):
+    """A named object (environment, module, version, plan, deployment, rollout) does not exist."""
+
+
+class ConflictError(InputError):
+    """The request contradicts what is stored (immutable version, module owned by another rollout)."""
+
+
+class ComponentError(EstateError):
+    """An external component (Terraform binary, database, Prometheus) is missing or failed."""
+
+    def __init__(self, component: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{component}: {message}", hint=hint)
+        self.component = component
+
+
+class OperationFailed(EstateError):
+    """The operation ran but did not succeed (a failed apply, a refused command)."""
