@@ -1,0 +1,8 @@
+"""Shared fixtures: every module in tests/support/ is a pytest plugin (real components: Terraform,
+PostgreSQL, Prometheus), so a test asks for a fixture by name and nothing else."""
+
+from pathlib import Path
+
+pytest_plugins = sorted(
+    f"tests.support.{p.stem}" for p in (Path(__file__).parent / "support").glob("*.py") if p.stem != "__init__"
+)
