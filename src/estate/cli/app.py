@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so plainly, details with --debug
         if ctx.debug:
             traceback.print_exc()
-        stderr.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                     markup=False)
+        stderr.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
         return 1
     finally:
         ctx.close()

@@ -27,8 +27,8 @@ def init(output: OutputOpt = Format.TEXT) -> None:
 
 def _sync_json(plan: SyncPlan, applied: bool) -> dict[str, object]:
     def rows(changes: tuple[Change, ...]) -> list[dict[str, object]]:
-        return [{"kind": c.kind, "key": c.key, "action": str(c.action), "fields": list(c.fields)}
-                for c in changes]
+        return [{"kind": c.kind, "key": c.key, "action": str(c.action), "fields": list(c.fields)} for c in changes]
+
     return {"applied": applied, "changes": rows(plan.changes), "held_for_prune": rows(plan.held)}
 
 
@@ -43,16 +43,18 @@ def _render_sync(plan: SyncPlan, applied: bool, dry_run: bool) -> None:
     if plan.changes:
         counts = {a: sum(1 for c in plan.changes if c.action is a) for a in Action}
         summary = f"{counts[Action.ADD]} to add, {counts[Action.CHANGE]} to change, {counts[Action.REMOVE]} to remove"
-        stdout.print(f"{'applied' if applied else 'dry run, nothing written'}: {summary}" if dry_run or applied
-                     else summary)
+        stdout.print(
+            f"{'applied' if applied else 'dry run, nothing written'}: {summary}" if dry_run or applied else summary
+        )
 
 
 def apply(
     file: Annotated[Path, typer.Option("-f", "--file", help="A YAML file or a directory of *.yaml files.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff; write nothing.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Remove objects that are no longer in the files.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="With --prune: also drop environments that have "
-                                        "deployment history.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --prune: also drop environments that have deployment history.")
+    ] = False,
     actor: ActorOpt = None,
     output: OutputOpt = Format.TEXT,
 ) -> None:
@@ -65,8 +67,7 @@ def apply(
     ctx = get_context()
     store = ctx.store
     loaded = load_estate(file, store.published_versions())
-    plan = store.sync(loaded.estate, prune=prune, force=force, dry_run=dry_run,
-                      actor=ctx.actor(actor), now=utcnow())
+    plan = store.sync(loaded.estate, prune=prune, force=force, dry_run=dry_run, actor=ctx.actor(actor), now=utcnow())
     applied = not dry_run and not plan.empty
     emit(output, _sync_json(plan, applied), lambda: _render_sync(plan, applied, dry_run))
 
@@ -84,4 +85,3 @@ def register(app: typer.Typer) -> None:
     app.command()(init)
     app.command()(apply)
     app.command()(schema)
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -46,9 +47,11 @@ def env_list(
 ) -> None:
     """List environments, ordered by env type rank. Example: estate env list --type production --label region=eu"""
     estate = get_context().store.load_estate()
-    selector = Selector(env_types=frozenset([type_]) if type_ else None,
-                        labels=_parse_labels(label or []),
-                        projects=frozenset([project]) if project else None)
+    selector = Selector(
+        env_types=frozenset([type_]) if type_ else None,
+        labels=_parse_labels(label or []),
+        projects=frozenset([project]) if project else None,
+    )
     rank = estate.env_type_rank()
     envs = sorted(selector.select(estate.environments), key=lambda e: (rank.get(e.type, 0), e.project, e.id))
     owners = {p.id: p.owner for p in estate.projects}
@@ -56,8 +59,12 @@ def env_list(
     def render() -> None:
         table = Table("environment", "type", "owner", "labels", box=None)
         for e in envs:
-            table.add_row(str(e.ref), e.type, owners.get(e.project, ""),
-                          ", ".join(f"{k}={v}" for k, v in sorted(e.labels.items())))
+            table.add_row(
+                str(e.ref),
+                e.type,
+                owners.get(e.project, ""),
+                ", ".join(f"{k}={v}" for k, v in sorted(e.labels.items())),
+            )
         stdout.print(table)
         stdout.print(f"[dim]{len(envs)} environment(s)[/]")
 
@@ -68,14 +75,19 @@ def env_list(
 def module_list(output: OutputOpt = Format.TEXT) -> None:
     """List modules with their published versions (newest last)."""
     estate = get_context().store.load_estate()
-    data = [{"id": m.id, "resource_type": m.resource_type,
-             "versions": [{"version": v.version, "source": v.source} for v in _sorted_versions(m.versions)]}
-            for m in estate.modules]
+    data = [
+        {
+            "id": m.id,
+            "resource_type": m.resource_type,
+            "versions": [{"version": v.version, "source": v.source} for v in _sorted_versions(m.versions)],
+        }
+        for m in estate.modules
+    ]
 
     def render() -> None:
         table = Table("module", "resource type", "versions", box=None)
-        for m in data:
-            table.add_row(m["id"], m["resource_type"], ", ".join(v["version"] for v in m["versions"]))
+        for m in estate.modules:
+            table.add_row(m.id, m.resource_type, ", ".join(v.version for v in _sorted_versions(m.versions)))
         stdout.print(table)
 
     emit(output, data, render)
@@ -92,8 +104,11 @@ def usage_json(estate: Estate, module_id: str) -> dict[str, Any]:
         raise NotFoundError(f"unknown module '{module_id}'", hint="see `estate module list`")
     owners = {p.id: p.owner for p in estate.projects}
     found = module_usage(estate, module_id)
-    by: dict[str, dict[str, int]] = {"version": defaultdict(int), "env_type": defaultdict(int),
-                                     "owner": defaultdict(int)}
+    by: dict[str, dict[str, int]] = {
+        "version": defaultdict(int),
+        "env_type": defaultdict(int),
+        "owner": defaultdict(int),
+    }
     for b in found:
         by["version"][b.version or ""] += 1
         by["env_type"][b.env.type] += 1
@@ -103,9 +118,17 @@ def usage_json(estate: Estate, module_id: str) -> dict[str, Any]:
     unresolved = [str(e.ref) for e in estate.environments if e.project in needing and e.ref not in using]
     return {
         "module": module_id,
-        "environments": [{"env": str(b.env.ref), "env_type": b.env.type, "owner": owners.get(b.env.project, ""),
-                          "resource": b.alias, "version": b.version,
-                          "rule_scope": b.scope.name.lower() if b.scope is not None else None} for b in found],
+        "environments": [
+            {
+                "env": str(b.env.ref),
+                "env_type": b.env.type,
+                "owner": owners.get(b.env.project, ""),
+                "resource": b.alias,
+                "version": b.version,
+                "rule_scope": b.scope.name.lower() if b.scope is not None else None,
+            }
+            for b in found
+        ],
         "totals": {k: dict(v) for k, v in by.items()},
         "unresolved": unresolved,
     }
@@ -122,8 +145,7 @@ def module_usage_cmd(module: str, output: OutputOpt = Format.TEXT) -> None:
     def render() -> None:
         table = Table("env type", "environment", "owner", "resource", "version", "decided by", box=None)
         for row in data["environments"]:
-            table.add_row(row["env_type"], row["env"], row["owner"], row["resource"], row["version"],
-                          row["rule_scope"])
+            table.add_row(row["env_type"], row["env"], row["owner"], row["resource"], row["version"], row["rule_scope"])
         stdout.print(table)
         for title, key in (("by version", "version"), ("by env type", "env_type"), ("by owner", "owner")):
             stdout.print(f"[bold]{title}:[/] " + ", ".join(f"{k} {v}" for k, v in data["totals"][key].items()))
@@ -138,8 +160,10 @@ def module_publish(
     module: str,
     version: str,
     source: Annotated[str, typer.Option(help="./path, git::file:///repo?ref=vX, or a registry address.")],
-    inputs_from: Annotated[str | None, typer.Option(
-        "--inputs-from", help="Copy the inputs of this published version (default: the newest).")] = None,
+    inputs_from: Annotated[
+        str | None,
+        typer.Option("--inputs-from", help="Copy the inputs of this published version (default: the newest)."),
+    ] = None,
     actor: ActorOpt = None,
     output: OutputOpt = Format.TEXT,
 ) -> None:
@@ -152,17 +176,22 @@ def module_publish(
     found = estate.module(module)
     if found is None:
         raise NotFoundError(f"unknown module '{module}'", hint="see `estate module list`")
-    base = found.version(inputs_from) if inputs_from else (_sorted_versions(found.versions) or [None])[-1]
+    newest = _sorted_versions(found.versions)[-1:]
+    base = found.version(inputs_from) if inputs_from else (newest[0] if newest else None)
     if inputs_from and base is None:
         raise NotFoundError(f"module '{module}' has no version '{inputs_from}'")
     if source.startswith(("./", "../")):
-        from pathlib import Path
         source = str(Path(source).resolve())
     mv = ModuleVersion(module, version, source, base.inputs if base else {})
     created = ctx.store.publish(mv, ctx.actor(actor), utcnow())
     data = {"module": module, "version": version, "source": source, "created": created}
-    emit(output, data, lambda: stdout.print(
-        f"published {module} {version}" if created else f"{module} {version} already published (unchanged)"))
+    emit(
+        output,
+        data,
+        lambda: stdout.print(
+            f"published {module} {version}" if created else f"{module} {version} already published (unchanged)"
+        ),
+    )
 
 
 @plan_app.command("list")
@@ -173,8 +202,8 @@ def plan_list(output: OutputOpt = Format.TEXT) -> None:
 
     def render() -> None:
         table = Table("plan", "waves", "description", box=None)
-        for p in data:
-            table.add_row(p["id"], " -> ".join(p["waves"]), p["description"])
+        for p in plans:
+            table.add_row(p.id, " -> ".join(w.name for w in p.waves), p.description)
         stdout.print(table)
 
     emit(output, data, render)
@@ -204,8 +233,10 @@ def plan_show(plan_id: Annotated[str, typer.Argument(metavar="PLAN")], output: O
         stdout.print(f"[bold]{plan.id}[/] {plan.description}")
         for i, (w, wj) in enumerate(zip(plan.waves, waves, strict=True), 1):
             gates = ", ".join(type(g).__name__.removesuffix("Gate").lower() for g in w.gates) or "none"
-            stdout.print(f"  {i}. [bold]{w.name}[/] max_parallel={w.max_parallel} "
-                         f"tolerance={w.failure_tolerance} on_failure={w.on_failure} gates={gates}")
+            stdout.print(
+                f"  {i}. [bold]{w.name}[/] max_parallel={w.max_parallel} "
+                f"tolerance={w.failure_tolerance} on_failure={w.on_failure} gates={gates}"
+            )
             stdout.print(f"     {', '.join(wj['environments']) or '[dim](no environments)[/]'}")
 
     emit(output, data, render)

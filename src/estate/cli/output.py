@@ -22,7 +22,9 @@ class Format(StrEnum):
 
 
 OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="text for people, json for tools.")]
-ActorOpt = Annotated[str | None, typer.Option("--as", help="Who performs this (default: $ESTATE_ACTOR or the OS user).")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--as", help="Who performs this (default: $ESTATE_ACTOR or the OS user).")
+]
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -51,12 +53,15 @@ def emit(output: Format, data: Any, render: Callable[[], None]) -> None:
 def report_error(error: EstateError, output: Format | None = None) -> None:
     """Errors go to stderr, as JSON too when the command asked for JSON."""
     if output is Format.JSON:
-        payload = {"error": {"type": type(error).__name__, "message": error.message, "hint": error.hint}}
+        payload: dict[str, dict[str, Any]] = {
+            "error": {"type": type(error).__name__, "message": error.message, "hint": error.hint}
+        }
         problems = getattr(error, "problems", None)
         if problems:
             payload["error"]["problems"] = [
                 {"file": p.file, "line": p.line, "column": p.column, "path": p.path, "message": p.message}
-                for p in problems]
+                for p in problems
+            ]
         sys.stderr.write(to_json(payload) + "\n")
         return
     stderr.print(f"[bold red]error:[/] {escape(error.message)}")

@@ -28,8 +28,9 @@ def selector(doc: SelectorDoc) -> Selector:
     return Selector(
         env_types=frozenset(types) if types is not None else None,
         labels=MappingProxyType(dict(doc.labels)),
-        expressions=tuple(LabelExpression(e.key, LabelOp(e.operator), frozenset(e.values))
-                          for e in doc.match_expressions),
+        expressions=tuple(
+            LabelExpression(e.key, LabelOp(e.operator), frozenset(e.values)) for e in doc.match_expressions
+        ),
         projects=frozenset(doc.projects) if doc.projects is not None else None,
         envs=frozenset(doc.envs) if doc.envs is not None else None,
     )
@@ -42,8 +43,9 @@ def _gate(doc: GateDoc) -> Gate:
         return ApprovalGate(doc.approval.role, doc.approval.four_eyes)
     p = doc.prometheus
     assert p is not None  # GateDoc validates exactly one kind
-    return PrometheusGate(p.query, p.max, p.min, p.interval, p.count, p.failure_limit,
-                          NoData(p.no_data), GateScope(p.scope), p.url)
+    return PrometheusGate(
+        p.query, p.max, p.min, p.interval, p.count, p.failure_limit, NoData(p.no_data), GateScope(p.scope), p.url
+    )
 
 
 def _tolerance(value: int | str) -> Tolerance:
@@ -53,8 +55,15 @@ def _tolerance(value: int | str) -> Tolerance:
 
 
 def _wave(doc: WaveDoc) -> Wave:
-    return Wave(doc.name, selector(doc.select), doc.max_parallel, _tolerance(doc.failure_tolerance),
-                tuple(_gate(g) for g in doc.gates), OnFailure(doc.on_failure), doc.auto_promote)
+    return Wave(
+        doc.name,
+        selector(doc.select),
+        doc.max_parallel,
+        _tolerance(doc.failure_tolerance),
+        tuple(_gate(g) for g in doc.gates),
+        OnFailure(doc.on_failure),
+        doc.auto_promote,
+    )
 
 
 def to_estate(doc: Document) -> Estate:
@@ -62,24 +71,33 @@ def to_estate(doc: Document) -> Estate:
     return Estate(
         env_types=tuple(EnvType(t.id, t.rank) for t in doc.env_types),
         projects=tuple(
-            Project(p.id, p.owner, tuple(Resource(a, r.type, MappingProxyType(dict(r.params)))
-                                          for a, r in p.resources.items()))
+            Project(
+                p.id,
+                p.owner,
+                tuple(Resource(a, r.type, MappingProxyType(dict(r.params))) for a, r in p.resources.items()),
+            )
             for p in doc.projects
         ),
         environments=tuple(
             Environment(p.id, e.id, e.type, MappingProxyType(dict(e.labels)))
-            for p in doc.projects for e in p.environments
+            for p in doc.projects
+            for e in p.environments
         ),
         modules=tuple(
-            Module(m.id, m.resource_type, tuple(ModuleVersion(m.id, v.version, v.source,
-                                                              MappingProxyType(dict(v.inputs)))
-                                                for v in m.versions))
+            Module(
+                m.id,
+                m.resource_type,
+                tuple(ModuleVersion(m.id, v.version, v.source, MappingProxyType(dict(v.inputs))) for v in m.versions),
+            )
             for m in doc.modules
         ),
-        rules=tuple(ModuleRule(r.resource_type, r.module, r.version, r.project, r.env_type, r.env)
-                    for r in doc.module_rules),
-        plans=tuple(RolloutPlan(p.id, tuple(_wave(w) for w in p.waves), Destructive(p.destructive),
-                                p.description) for p in doc.rollout_plans),
+        rules=tuple(
+            ModuleRule(r.resource_type, r.module, r.version, r.project, r.env_type, r.env) for r in doc.module_rules
+        ),
+        plans=tuple(
+            RolloutPlan(p.id, tuple(_wave(w) for w in p.waves), Destructive(p.destructive), p.description)
+            for p in doc.rollout_plans
+        ),
         roles=MappingProxyType({k: tuple(v) for k, v in doc.roles.items()}),
         settings=MappingProxyType(doc.settings.model_dump()),
     )

@@ -61,26 +61,25 @@ def _merge(docs: list[tuple[Path, Located]]) -> Located:
     return merged
 
 
-def _merge_key(merged: Located, doc: Located, key: str, value: Any,
-               offsets: dict[str, int], base: Path) -> None:
+def _merge_key(merged: Located, doc: Located, key: str, value: Any, offsets: dict[str, int], base: Path) -> None:
     if key in _LIST_KEYS and isinstance(value, list):
         start = offsets[key]
         if key == "modules":
             value = [_absolute_sources(m, base) for m in value]
         merged.data.setdefault(key, []).extend(value)
         offsets[key] += len(value)
-        for p, m in doc.marks.items():
-            if p[:1] == (key,) and len(p) > 1 and isinstance(p[1], int):
-                merged.marks[(key, p[1] + start, *p[2:])] = m
-        merged.marks.setdefault((key,), doc.marks[(key,)])
+        for mine, theirs in ((merged.marks, doc.marks), (merged.key_marks, doc.key_marks)):
+            for p, m in theirs.items():
+                if p[:1] == (key,) and len(p) > 1 and isinstance(p[1], int):
+                    mine[(key, p[1] + start, *p[2:])] = m
+            mine.setdefault((key,), theirs[(key,)])
         return
     if key in _MAP_KEYS and key in merged.data:
         merged.problems.append(doc.problem((key,), f"'{key}' is already given in another file"))
         return
     merged.data[key] = value
-    for p, m in doc.marks.items():
-        if p[:1] == (key,):
-            merged.marks[p] = m
+    for mine, theirs in ((merged.marks, doc.marks), (merged.key_marks, doc.key_marks)):
+        mine.update((p, m) for p, m in theirs.items() if p[:1] == (key,))
 
 
 def _absolute_sources(module: Any, base: Path) -> Any:
@@ -88,29 +87,34 @@ def _absolute_sources(module: Any, base: Path) -> Any:
     if not isinstance(module, dict) or not isinstance(module.get("versions"), list):
         return module
     versions = []
-    for v in module["versions"]:
-        src = v.get("source") if isinstance(v, dict) else None
+    for version in module["versions"]:
+        src = version.get("source") if isinstance(version, dict) else None
         if isinstance(src, str) and src.startswith(("./", "../")):
-            v = {**v, "source": str((base / src).resolve())}
-        versions.append(v)
+            version = {**version, "source": str((base / src).resolve())}  # noqa: PLW2901
+        versions.append(version)
     return {**module, "versions": versions}
 
 
 _TYPE_TAGS = frozenset({"int", "str", "float", "bool", "dict", "list", "none"})
 
 
+def _child(data: Any, part: str | int) -> tuple[bool, Any]:
+    if isinstance(data, dict) and part in data:
+        return True, data[part]
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return True, data[part]
+    return False, None
+
+
 def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """Drop pydantic's union/validator tags from an error location, keeping real keys and indexes."""
     path: list[str | int] = []
     for i, part in enumerate(loc):
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-        elif i == len(loc) - 1 and isinstance(part, str) and part.isidentifier() and part not in _TYPE_TAGS:
-            pass  # a missing field: name it
-        else:
-            continue
+        found, child = _child(data, part)
+        if found:
+            data = child
+        elif not (i == len(loc) - 1 and isinstance(part, str) and part.isidentifier() and part not in _TYPE_TAGS):
+            continue  # a union or validator tag, not a place in the document
         path.append(part)
     return tuple(path)
 
@@ -119,10 +123,9 @@ def _schema_problems(located: Located, exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():
         path = _data_path(located.data, err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
-        problems.append(located.problem(path, message))
+        unknown = err["type"] == "extra_forbidden"
+        message = "unknown field" if unknown else err["msg"].removeprefix("Value error, ")
+        problems.append(located.problem(path, message, at_key=unknown))
     return problems
 
 

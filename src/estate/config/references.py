@@ -21,8 +21,7 @@ class _Checker:
         self.env_types = {t.id for t in doc.env_types}
         self.projects = {p.id: p for p in doc.projects}
         self.modules = {m.id: m for m in doc.modules}
-        self.versions = {m.id: {v.version for v in m.versions} | published.get(m.id, set())
-                         for m in doc.modules}
+        self.versions = {m.id: {v.version for v in m.versions} | published.get(m.id, set()) for m in doc.modules}
         self.resource_types = {m.resource_type for m in doc.modules}
 
     def add(self, path: Path_, message: str) -> None:
@@ -61,8 +60,10 @@ class _Checker:
             self.unique(("projects", pi, "environments"), (e.id for e in project.environments), "environment")
             for alias, resource in project.resources.items():
                 if resource.type not in self.resource_types:
-                    self.add(("projects", pi, "resources", alias, "type"),
-                             f"no module implements resource type '{resource.type}'")
+                    self.add(
+                        ("projects", pi, "resources", alias, "type"),
+                        f"no module implements resource type '{resource.type}'",
+                    )
             for ei, env in enumerate(project.environments):
                 if env.type not in self.env_types:
                     self.add(("projects", pi, "environments", ei, "type"), f"unknown env type '{env.type}'")
@@ -75,16 +76,21 @@ class _Checker:
                 self.add((*here, "module"), f"unknown module '{rule.module}'")
             elif rule.version not in self.versions[rule.module]:
                 known = ", ".join(sorted(self.versions[rule.module], key=_version_key)) or "none"
-                self.add((*here, "version"),
-                         f"module '{rule.module}' has no version '{rule.version}' (published: {known})")
+                self.add(
+                    (*here, "version"), f"module '{rule.module}' has no version '{rule.version}' (published: {known})"
+                )
             if module is not None and module.resource_type != rule.resource_type:
-                self.add((*here, "resource_type"), f"module '{rule.module}' implements "
-                         f"'{module.resource_type}', not '{rule.resource_type}'")
+                self.add(
+                    (*here, "resource_type"),
+                    f"module '{rule.module}' implements '{module.resource_type}', not '{rule.resource_type}'",
+                )
             self.check_rule_scope(here, rule.project, rule.env_type, rule.env)
         rules = _rules(self.doc)
         for first, second in find_ties(rules):
-            self.add(("module_rules", second), f"ties with module_rules[{first}] "
-                     f"({_describe(rules[first])}); the most specific rule must be unique")
+            self.add(
+                ("module_rules", second),
+                f"ties with module_rules[{first}] ({_describe(rules[first])}); the most specific rule must be unique",
+            )
 
     def check_rule_scope(self, here: Path_, project: str | None, env_type: str | None, env: str | None) -> None:
         if project is not None and project not in self.projects:
@@ -94,8 +100,11 @@ class _Checker:
         problem = ModuleRule("x", "x", "x", project, env_type, env).scope_problem()
         if problem:
             self.add((*here, "env"), problem)
-        elif env is not None and project in self.projects and \
-                env not in {e.id for e in self.projects[project].environments}:
+        elif (
+            env is not None
+            and project in self.projects
+            and env not in {e.id for e in self.projects[project].environments}
+        ):
             self.add((*here, "env"), f"project '{project}' has no environment '{env}'")
 
     def check_plans(self) -> None:
@@ -119,8 +128,10 @@ class _Checker:
         for i, expr in enumerate(sel.match_expressions):
             needs_values = expr.operator in ("In", "NotIn")
             if needs_values != bool(expr.values):
-                self.add((*here, "match_expressions", i, "values"),
-                         f"operator {expr.operator} {'needs' if needs_values else 'takes no'} values")
+                self.add(
+                    (*here, "match_expressions", i, "values"),
+                    f"operator {expr.operator} {'needs' if needs_values else 'takes no'} values",
+                )
 
     @staticmethod
     def _env_exists(name: str, all_envs: set[tuple[str, str]]) -> bool:
@@ -149,8 +160,9 @@ def _rules(doc: Document) -> list[ModuleRule]:
 
 
 def _describe(rule: ModuleRule) -> str:
-    scope = ", ".join(f"{k}={v}" for k, v in
-                      (("project", rule.project), ("env_type", rule.env_type), ("env", rule.env)) if v)
+    scope = ", ".join(
+        f"{k}={v}" for k, v in (("project", rule.project), ("env_type", rule.env_type), ("env", rule.env)) if v
+    )
     return f"{rule.resource_type} -> {rule.module}@{rule.version}" + (f" for {scope}" if scope else " (global)")
 
 

@@ -29,8 +29,7 @@ def parse_duration(value: object) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-Duration = Annotated[int, BeforeValidator(parse_duration),
-                     Field(json_schema_extra={"type": ["integer", "string"]})]
+Duration = Annotated[int, BeforeValidator(parse_duration), Field(json_schema_extra={"type": ["integer", "string"]})]
 
 
 class _Strict(BaseModel):

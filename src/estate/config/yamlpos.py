@@ -27,7 +27,8 @@ class Located:
     """A parsed document and the position of every value in it, keyed by its path."""
 
     data: Any
-    marks: dict[Path_, Mark] = field(default_factory=dict)
+    marks: dict[Path_, Mark] = field(default_factory=dict)  # where each value starts
+    key_marks: dict[Path_, Mark] = field(default_factory=dict)  # where each mapping key starts
     problems: list[Problem] = field(default_factory=list)
 
     def mark(self, path: Path_) -> Mark | None:
@@ -38,8 +39,8 @@ class Located:
                 return found
         return None
 
-    def problem(self, path: Path_, message: str) -> Problem:
-        mark = self.mark(path)
+    def problem(self, path: Path_, message: str, *, at_key: bool = False) -> Problem:
+        mark = (self.key_marks.get(path) if at_key else None) or self.mark(path)
         return Problem(
             message,
             path=format_path(path),
@@ -65,10 +66,12 @@ def _walk(node: yaml.Node, path: Path_, name: str, out: Located) -> None:
             here = (*path, key)
             if key in seen:
                 mark = _mark(key_node, name)
-                out.problems.append(Problem(f"duplicate key '{key}'", format_path(here),
-                                            mark.file, mark.line, mark.column))
+                out.problems.append(
+                    Problem(f"duplicate key '{key}'", format_path(here), mark.file, mark.line, mark.column)
+                )
             seen.add(key)
-            out.marks[here] = _mark(key_node, name)
+            out.marks[here] = _mark(value_node, name)
+            out.key_marks[here] = _mark(key_node, name)
             _walk(value_node, here, name, out)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):

@@ -15,7 +15,7 @@ from estate.domain.selectors import Selector
 class OnFailure(StrEnum):
     """What a wave does when failures exceed its tolerance or a gate fails."""
 
-    HALT = "halt"          # stop and wait for a human
+    HALT = "halt"  # stop and wait for a human
     ROLLBACK = "rollback"  # roll the wave back automatically
 
 

@@ -70,7 +70,7 @@ class ModuleRule:
         )
 
 
-class RuleTie(Exception):
+class RuleTieError(Exception):
     """Two rules of the same specificity match one environment."""
 
     def __init__(self, rules: tuple[ModuleRule, ...]) -> None:
@@ -82,15 +82,13 @@ def resolve_rule(
     rules: Iterable[ModuleRule], resource_type: str, project: str, env: str, env_type: str
 ) -> ModuleRule | None:
     """The most specific rule for `resource_type` in `project/env`; None when no rule applies."""
-    matching = [
-        r for r in rules if r.resource_type == resource_type and r.applies_to(project, env, env_type)
-    ]
+    matching = [r for r in rules if r.resource_type == resource_type and r.applies_to(project, env, env_type)]
     if not matching:
         return None
     best = max(r.scope for r in matching)
     winners = tuple(r for r in matching if r.scope == best)
     if len(winners) > 1:
-        raise RuleTie(winners)
+        raise RuleTieError(winners)
     return winners[0]
 
 

@@ -40,8 +40,13 @@ class Version:
 
     def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
         # A release sorts after all its pre-releases.
-        return (self.major, self.minor, self.patch, 0 if self.prerelease else 1,
-                tuple(_pre_key(p) for p in self.prerelease))
+        return (
+            self.major,
+            self.minor,
+            self.patch,
+            0 if self.prerelease else 1,
+            tuple(_pre_key(p) for p in self.prerelease),
+        )
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Version):

@@ -49,8 +49,7 @@ def decode(hint: Any, data: JSON) -> Any:
         return _decode_union(get_args(hint), data)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         hints = _hints(hint)
-        kwargs = {f.name: decode(hints[f.name], data[f.name])
-                  for f in dataclasses.fields(hint) if f.name in data}
+        kwargs = {f.name: decode(hints[f.name], data[f.name]) for f in dataclasses.fields(hint) if f.name in data}
         return hint(**kwargs)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(data)

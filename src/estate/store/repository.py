@@ -58,8 +58,7 @@ class Store:
                 out.setdefault(module, set()).add(version)
             return out
 
-    def sync(self, desired: Estate, *, prune: bool, force: bool, dry_run: bool,
-             actor: str, now: datetime) -> SyncPlan:
+    def sync(self, desired: Estate, *, prune: bool, force: bool, dry_run: bool, actor: str, now: datetime) -> SyncPlan:
         """Diff `desired` against the store and, unless `dry_run`, write it in one transaction."""
         with self.engine.begin() as conn:
             current = self.load_estate(conn)
@@ -68,14 +67,19 @@ class Store:
                 names = ", ".join(f"{c.key} ({'/'.join(c.fields)})" for c in plan.immutable)
                 raise ConflictError(
                     f"published module versions are immutable; these differ from the store: {names}",
-                    hint="publish a new version (e.g. bump the patch) instead of editing one")
-            removed_envs = [tuple(c.key.split("/", 1)) for c in plan.changes
-                            if c.kind == "environment" and c.action is Action.REMOVE]
+                    hint="publish a new version (e.g. bump the patch) instead of editing one",
+                )
+            removed_envs = [
+                tuple(c.key.split("/", 1))
+                for c in plan.changes
+                if c.kind == "environment" and c.action is Action.REMOVE
+            ]
             history = environments_with_history(conn, removed_envs)  # type: ignore[arg-type]
             if history and not force:
                 raise ConflictError(
                     f"refusing to prune environments with deployment history: {', '.join(history)}",
-                    hint="destroy their infrastructure first, or pass --force to drop them and their history")
+                    hint="destroy their infrastructure first, or pass --force to drop them and their history",
+                )
             if dry_run or plan.empty:
                 return plan
             write_sync(conn, plan, current, desired, actor, now)
@@ -91,25 +95,40 @@ class Store:
         t = tables.module_versions
         with self.engine.begin() as conn:
             if conn.execute(select(tables.modules.c.id).where(tables.modules.c.id == version.module)).first() is None:
-                raise NotFoundError(f"unknown module '{version.module}'",
-                                    hint="declare it under `modules:` and run `estate apply`")
-            existing = conn.execute(select(t).where(t.c.module == version.module,
-                                                    t.c.version == version.version)).first()
+                raise NotFoundError(
+                    f"unknown module '{version.module}'", hint="declare it under `modules:` and run `estate apply`"
+                )
+            existing = conn.execute(
+                select(t).where(t.c.module == version.module, t.c.version == version.version)
+            ).first()
             if existing is not None:
                 if existing.source == version.source and existing.inputs == dict(version.inputs):
                     return False
                 raise ConflictError(
                     f"{version.module} {version.version} is already published with source "
                     f"'{existing.source}'; versions are immutable",
-                    hint="publish a new version number instead")
+                    hint="publish a new version number instead",
+                )
             try:
-                conn.execute(insert(t).values(module=version.module, version=version.version,
-                                              source=version.source, inputs=dict(version.inputs),
-                                              published_at=now, published_by=actor))
+                conn.execute(
+                    insert(t).values(
+                        module=version.module,
+                        version=version.version,
+                        source=version.source,
+                        inputs=dict(version.inputs),
+                        published_at=now,
+                        published_by=actor,
+                    )
+                )
             except IntegrityError as exc:  # a concurrent publish won the race
                 raise ConflictError(f"{version.module} {version.version} was published concurrently") from exc
-            self.audit(conn, actor, "module publish",
-                       {"module": version.module, "version": version.version, "source": version.source}, now)
+            self.audit(
+                conn,
+                actor,
+                "module publish",
+                {"module": version.module, "version": version.version, "source": version.source},
+                now,
+            )
         return True
 
     @staticmethod

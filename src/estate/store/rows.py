@@ -23,8 +23,9 @@ def rule_slot(rule: ModuleRule) -> str:
 
 
 def describe_rule(rule: ModuleRule) -> str:
-    scope = ", ".join(f"{k}={v}" for k, v in
-                      (("project", rule.project), ("env_type", rule.env_type), ("env", rule.env)) if v)
+    scope = ", ".join(
+        f"{k}={v}" for k, v in (("project", rule.project), ("env_type", rule.env_type), ("env", rule.env)) if v
+    )
     return f"{rule.resource_type} ({scope or 'global'})"
 
 
@@ -40,34 +41,86 @@ class Kind:
 
 
 def _rule_row(r: ModuleRule) -> Row:
-    return {"slot": rule_slot(r), "resource_type": r.resource_type, "module": r.module,
-            "version": r.version, "project": r.project, "env_type": r.env_type, "env": r.env, "owner": r.owner}
+    return {
+        "slot": rule_slot(r),
+        "resource_type": r.resource_type,
+        "module": r.module,
+        "version": r.version,
+        "project": r.project,
+        "env_type": r.env_type,
+        "env": r.env,
+        "owner": r.owner,
+    }
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("env_type", tables.env_types, ("id",),
-         lambda e: {t.id: {"id": t.id, "rank": t.rank} for t in e.env_types}),
-    Kind("project", tables.projects, ("id",),
-         lambda e: {p.id: {"id": p.id, "owner": p.owner,
-                           "resources": {r.alias: {"type": r.type, "params": dict(r.params)} for r in p.resources}}
-                    for p in e.projects}),
-    Kind("environment", tables.environments, ("project", "id"),
-         lambda e: {str(v.ref): {"project": v.project, "id": v.id, "type": v.type, "labels": dict(v.labels)}
-                    for v in e.environments}),
-    Kind("module", tables.modules, ("id",),
-         lambda e: {m.id: {"id": m.id, "resource_type": m.resource_type} for m in e.modules}),
-    Kind("module_version", tables.module_versions, ("module", "version"),
-         lambda e: {f"{v.module}@{v.version}": {"module": v.module, "version": v.version, "source": v.source,
-                                                 "inputs": dict(v.inputs)}
-                    for m in e.modules for v in m.versions},
-         compared=("source", "inputs")),
-    Kind("module_rule", tables.module_rules, ("slot",),
-         lambda e: {describe_rule(r): _rule_row(r) for r in e.rules if r.owner == CONFIG_OWNER}),
-    Kind("rollout_plan", tables.rollout_plans, ("id",),
-         lambda e: {p.id: {"id": p.id, "spec": encode(p)} for p in e.plans}),
-    Kind("document", tables.documents, ("name",),
-         lambda e: {name: {"name": name, "body": body} for name, body in (
-             ("settings", dict(e.settings)), ("roles", {k: list(v) for k, v in e.roles.items()})) if body}),
+    Kind("env_type", tables.env_types, ("id",), lambda e: {t.id: {"id": t.id, "rank": t.rank} for t in e.env_types}),
+    Kind(
+        "project",
+        tables.projects,
+        ("id",),
+        lambda e: {
+            p.id: {
+                "id": p.id,
+                "owner": p.owner,
+                "resources": {r.alias: {"type": r.type, "params": dict(r.params)} for r in p.resources},
+            }
+            for p in e.projects
+        },
+    ),
+    Kind(
+        "environment",
+        tables.environments,
+        ("project", "id"),
+        lambda e: {
+            str(v.ref): {"project": v.project, "id": v.id, "type": v.type, "labels": dict(v.labels)}
+            for v in e.environments
+        },
+    ),
+    Kind(
+        "module",
+        tables.modules,
+        ("id",),
+        lambda e: {m.id: {"id": m.id, "resource_type": m.resource_type} for m in e.modules},
+    ),
+    Kind(
+        "module_version",
+        tables.module_versions,
+        ("module", "version"),
+        lambda e: {
+            f"{v.module}@{v.version}": {
+                "module": v.module,
+                "version": v.version,
+                "source": v.source,
+                "inputs": dict(v.inputs),
+            }
+            for m in e.modules
+            for v in m.versions
+        },
+        compared=("source", "inputs"),
+    ),
+    Kind(
+        "module_rule",
+        tables.module_rules,
+        ("slot",),
+        lambda e: {describe_rule(r): _rule_row(r) for r in e.rules if r.owner == CONFIG_OWNER},
+    ),
+    Kind(
+        "rollout_plan",
+        tables.rollout_plans,
+        ("id",),
+        lambda e: {p.id: {"id": p.id, "spec": encode(p)} for p in e.plans},
+    ),
+    Kind(
+        "document",
+        tables.documents,
+        ("name",),
+        lambda e: {
+            name: {"name": name, "body": body}
+            for name, body in (("settings", dict(e.settings)), ("roles", {k: list(v) for k, v in e.roles.items()}))
+            if body
+        },
+    ),
 )
 
 
@@ -80,19 +133,27 @@ def estate_from_rows(rows: Mapping[str, list[Row]]) -> Estate:
     versions: dict[str, list[ModuleVersion]] = {}
     for v in rows["module_version"]:
         versions.setdefault(v["module"], []).append(
-            ModuleVersion(v["module"], v["version"], v["source"], _frozen(v["inputs"])))
+            ModuleVersion(v["module"], v["version"], v["source"], _frozen(v["inputs"]))
+        )
     docs = {d["name"]: d["body"] for d in rows["document"]}
     return Estate(
         env_types=tuple(EnvType(t["id"], t["rank"]) for t in rows["env_type"]),
-        projects=tuple(Project(p["id"], p["owner"], tuple(
-            Resource(alias, r["type"], _frozen(r["params"])) for alias, r in p["resources"].items()))
-            for p in rows["project"]),
-        environments=tuple(Environment(e["project"], e["id"], e["type"], _frozen(e["labels"]))
-                           for e in rows["environment"]),
-        modules=tuple(Module(m["id"], m["resource_type"], tuple(versions.get(m["id"], ())))
-                      for m in rows["module"]),
-        rules=tuple(ModuleRule(r["resource_type"], r["module"], r["version"], r["project"], r["env_type"],
-                               r["env"], r["owner"]) for r in rows["module_rule"]),
+        projects=tuple(
+            Project(
+                p["id"],
+                p["owner"],
+                tuple(Resource(alias, r["type"], _frozen(r["params"])) for alias, r in p["resources"].items()),
+            )
+            for p in rows["project"]
+        ),
+        environments=tuple(
+            Environment(e["project"], e["id"], e["type"], _frozen(e["labels"])) for e in rows["environment"]
+        ),
+        modules=tuple(Module(m["id"], m["resource_type"], tuple(versions.get(m["id"], ()))) for m in rows["module"]),
+        rules=tuple(
+            ModuleRule(r["resource_type"], r["module"], r["version"], r["project"], r["env_type"], r["env"], r["owner"])
+            for r in rows["module_rule"]
+        ),
         plans=tuple(decode_as(RolloutPlan, p["spec"]) for p in rows["rollout_plan"]),
         roles=_frozen({k: tuple(v) for k, v in docs.get("roles", {}).items()}),
         settings=_frozen(docs.get("settings", {})),

@@ -74,8 +74,7 @@ def _where(kind: Kind, row: Row):  # type: ignore[no-untyped-def]
     return and_(*(kind.table.c[c] == row[c] for c in kind.key_columns))
 
 
-def write_sync(conn: Connection, plan: SyncPlan, current: Estate, desired: Estate,
-               actor: str, now: datetime) -> None:
+def write_sync(conn: Connection, plan: SyncPlan, current: Estate, desired: Estate, actor: str, now: datetime) -> None:
     """Perform `plan` on `conn` (the caller owns the transaction)."""
     by_name = {k.name: k for k in KINDS}
     for change in plan.changes:
