@@ -9,7 +9,6 @@ import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 
 from estate.cli import estate_cmds, inventory
@@ -57,21 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     set_context(ctx)
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="estate", standalone_mode=False)
+        # Click handles usage errors itself (exit 2) and exits via SystemExit; ours propagate to here.
+        command.main(args=args, prog_name="estate", standalone_mode=True)
         return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except EstateError as exc:
         if ctx.debug:
             traceback.print_exc()
         report_error(exc, _requested_format(args))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except click.exceptions.Abort:
-        stderr.print("aborted")
-        return 1
     except KeyboardInterrupt:
         stderr.print("interrupted")
         return 130

@@ -1,0 +1,40 @@
+# `make demo` and `make test` work on a fresh Debian machine: they create .venv and install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint unit slow system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+## demo: the story on the example estate (SQLite + local Terraform runner), in a throwaway ESTATE_HOME
+demo: $(STAMP) system-deps
+	$(BIN)/python scripts/demo.py
+
+## lint: ruff, formatting, mypy (strict on the domain) and the import-layer contracts
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts examples
+	$(BIN)/ruff format --check src tests bench scripts examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: lint, then every test (unit, integration and end-to-end against real Terraform/PostgreSQL/Prometheus)
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## unit: the fast tests only (no real components)
+unit: $(STAMP)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .estate .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The engine: drives the pure rollout state machine (persist, then act, then observe)."""
