@@ -155,6 +155,18 @@ def module_usage_cmd(module: str, output: OutputOpt = Format.TEXT) -> None:
     emit(output, data, render)
 
 
+def _local_source(source: str) -> str:
+    """Make a local path absolute (Terraform needs ./ or / for paths); refuse one that does not exist."""
+    if "::" in source or "://" in source:
+        return source
+    path = Path(source)
+    if path.is_dir():
+        return str(path.resolve())
+    if source.startswith(("./", "../", "/")):
+        raise InputError(f"--source {source}: no such directory")
+    return source  # a registry address such as namespace/name/provider
+
+
 @module_app.command("publish")
 def module_publish(
     module: str,
@@ -180,8 +192,7 @@ def module_publish(
     base = found.version(inputs_from) if inputs_from else (newest[0] if newest else None)
     if inputs_from and base is None:
         raise NotFoundError(f"module '{module}' has no version '{inputs_from}'")
-    if source.startswith(("./", "../")):
-        source = str(Path(source).resolve())
+    source = _local_source(source)
     mv = ModuleVersion(module, version, source, base.inputs if base else {})
     created = ctx.store.publish(mv, ctx.actor(actor), utcnow())
     data = {"module": module, "version": version, "source": source, "created": created}

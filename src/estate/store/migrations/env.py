@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from estate.store import rollout_tables  # noqa: F401 - registers the rollout tables on `metadata`
 from estate.store.tables import metadata
 
 connection = context.config.attributes["connection"]

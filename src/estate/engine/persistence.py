@@ -1,0 +1,70 @@
+"""The engine's view of the store: one rollout's state, inbox, log, lease and finalization."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from estate.domain import rollout_events as ev
+from estate.domain.rollout_state import RolloutState
+from estate.engine import actions as act
+from estate.store import Store
+from estate.store import rollouts as repo
+from estate.store.codec import decode, decode_as, encode
+
+LogLine = tuple[str, str | None, str, dict[str, Any]]  # kind, actor, summary, payload
+
+
+def lease_name(rollout_id: str) -> str:
+    return f"rollout:{rollout_id}"
+
+
+class RolloutRepo:
+    """Loads and saves one rollout; the last record read is the base of the next optimistic save."""
+
+    def __init__(self, store: Store, rollout_id: str) -> None:
+        self.store = store
+        self.id = rollout_id
+        self._record: repo.RolloutRecord | None = None
+        self._state: RolloutState | None = None
+
+    def state(self) -> RolloutState:
+        if self._state is None:
+            with self.store.engine.connect() as conn:
+                self._record = repo.load_rollout(conn, self.id)
+            self._state = decode_as(RolloutState, self._record.state)
+        return self._state
+
+    def commands(self) -> list[tuple[int, ev.Command]]:
+        with self.store.engine.connect() as conn:
+            queued = repo.pending_commands(conn, self.id)
+        return [(c.id, decode(ev.Command, c.command)) for c in queued]
+
+    def save(self, state: RolloutState, log: Sequence[LogLine], outcomes: dict[int, str], now: datetime) -> None:
+        """Persist the new state, its log and the commands' outcomes in one transaction."""
+        assert self._record is not None
+        with self.store.engine.begin() as conn:
+            self._record = repo.save_rollout(
+                conn, self._record, state=encode(state), phase=str(state.phase), pending=[], now=now
+            )
+            repo.append_events(conn, self.id, [repo.LogEntry(k, s, a, p) for k, a, s, p in log], now)
+            for command_id, outcome in outcomes.items():
+                repo.finish_command(conn, command_id, outcome, now)
+        self._state = state
+
+    def finalize(self, action: ev.Finalize) -> list[str]:
+        with self.store.engine.begin() as conn:
+            estate = self.store.load_estate(conn)
+            return act.finalize(conn, self.id, action, estate)
+
+    def acquire(self, holder: str, now: datetime, ttl: timedelta) -> str | None:
+        """None when `holder` holds the lease now; otherwise who does."""
+        with self.store.engine.begin() as conn:
+            if repo.acquire_lease(conn, lease_name(self.id), holder, now, ttl):
+                return None
+            return repo.lease_holder(conn, lease_name(self.id), now) or "another engine"
+
+    def release(self, holder: str) -> None:
+        with self.store.engine.begin() as conn:
+            repo.release_lease(conn, lease_name(self.id), holder)

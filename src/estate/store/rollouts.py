@@ -1,0 +1,246 @@
+"""Rollout persistence: snapshots with optimistic locking, the event log, the command inbox, pins and the lease.
+
+The repository treats the state machine's state as opaque JSON (the engine encodes it with `store.codec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from estate.domain.rules import ModuleRule
+from estate.errors import ConflictError, NotFoundError
+from estate.store import tables
+from estate.store.rollout_tables import leases, rollout_deployments, rollout_events, rollout_inbox, rollouts
+from estate.store.rows import rule_slot
+
+JSON = Any
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """One stored rollout row."""
+
+    id: str
+    module: str
+    target_version: str
+    plan_id: str
+    phase: str
+    state: JSON
+    pending: list[JSON]
+    preflight: JSON
+    revision: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a rollout's append-only event log."""
+
+    kind: str
+    summary: str
+    actor: str | None = None
+    payload: Mapping[str, JSON] | None = None
+
+
+@dataclass(frozen=True)
+class InboxCommand:
+    id: int
+    actor: str
+    command: JSON
+    at: datetime
+
+
+class StaleRevision(ConflictError):
+    """Someone else saved the rollout since it was loaded (the lease should prevent this)."""
+
+
+def next_rollout_id(conn: Connection, module: str) -> str:
+    count = conn.execute(select(func.count()).select_from(rollouts).where(rollouts.c.module == module)).scalar_one()
+    return f"{module}-{count + 1}"
+
+
+def insert_rollout(conn: Connection, record: RolloutRecord) -> None:
+    conn.execute(insert(rollouts).values(**record.__dict__))
+
+
+def _record(row: Any) -> RolloutRecord:
+    return RolloutRecord(**{k: row._mapping[k] for k in RolloutRecord.__dataclass_fields__})
+
+
+def load_rollout(conn: Connection, rollout_id: str) -> RolloutRecord:
+    row = conn.execute(select(rollouts).where(rollouts.c.id == rollout_id)).first()
+    if row is None:
+        raise NotFoundError(f"no rollout '{rollout_id}'", hint="see `estate rollout list`")
+    return _record(row)
+
+
+def list_rollouts(conn: Connection, module: str | None = None) -> list[RolloutRecord]:
+    query = select(rollouts).order_by(rollouts.c.created_at)
+    if module:
+        query = query.where(rollouts.c.module == module)
+    return [_record(r) for r in conn.execute(query)]
+
+
+def active_rollout_for(conn: Connection, module: str, terminal_phases: Sequence[str]) -> str | None:
+    row = conn.execute(
+        select(rollouts.c.id).where(rollouts.c.module == module, rollouts.c.phase.not_in(list(terminal_phases)))
+    ).first()
+    return row[0] if row else None
+
+
+def save_rollout(
+    conn: Connection, record: RolloutRecord, *, state: JSON, phase: str, pending: list[JSON], now: datetime
+) -> RolloutRecord:
+    """Write a new snapshot if nobody else did since `record` was loaded; returns the saved record."""
+    done = conn.execute(
+        update(rollouts)
+        .where(
+            rollouts.c.id == record.id,
+            rollouts.c.revision == record.revision,
+        )
+        .values(state=state, phase=phase, pending=pending, revision=record.revision + 1, updated_at=now)
+    )
+    if done.rowcount != 1:
+        raise StaleRevision(f"rollout {record.id} changed underneath (revision {record.revision})")
+    return RolloutRecord(
+        **{
+            **record.__dict__,
+            "state": state,
+            "phase": phase,
+            "pending": pending,
+            "revision": record.revision + 1,
+            "updated_at": now,
+        }
+    )
+
+
+def append_events(conn: Connection, rollout_id: str, entries: Sequence[LogEntry], now: datetime) -> None:
+    if entries:
+        conn.execute(
+            insert(rollout_events),
+            [
+                {
+                    "rollout_id": rollout_id,
+                    "at": now,
+                    "kind": e.kind,
+                    "actor": e.actor,
+                    "summary": e.summary,
+                    "payload": dict(e.payload or {}),
+                }
+                for e in entries
+            ],
+        )
+
+
+def events(conn: Connection, rollout_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, JSON]]:
+    query = (
+        select(rollout_events)
+        .where(rollout_events.c.rollout_id == rollout_id, rollout_events.c.id > after_id)
+        .order_by(rollout_events.c.id)
+    )
+    if limit:
+        query = query.limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def enqueue(conn: Connection, rollout_id: str, actor: str, command: JSON, now: datetime) -> int:
+    result = conn.execute(insert(rollout_inbox).values(rollout_id=rollout_id, at=now, actor=actor, command=command))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def pending_commands(conn: Connection, rollout_id: str) -> list[InboxCommand]:
+    rows = conn.execute(
+        select(rollout_inbox)
+        .where(rollout_inbox.c.rollout_id == rollout_id, rollout_inbox.c.done_at.is_(None))
+        .order_by(rollout_inbox.c.id)
+    )
+    return [InboxCommand(r.id, r.actor, r.command, r.at) for r in rows]
+
+
+def finish_command(conn: Connection, command_id: int, outcome: str, now: datetime) -> None:
+    conn.execute(update(rollout_inbox).where(rollout_inbox.c.id == command_id).values(done_at=now, outcome=outcome))
+
+
+def command_outcome(conn: Connection, command_id: int) -> str | None:
+    return conn.execute(select(rollout_inbox.c.outcome).where(rollout_inbox.c.id == command_id)).scalar_one_or_none()
+
+
+def set_pin(conn: Connection, rollout_id: str, rule: ModuleRule) -> None:
+    """Write (or move) the env-scoped rule a rollout owns for one environment."""
+    pinned = ModuleRule(
+        rule.resource_type, rule.module, rule.version, rule.project, None, rule.env, owner=f"rollout:{rollout_id}"
+    )
+    slot = rule_slot(pinned)
+    values = {
+        "resource_type": pinned.resource_type,
+        "module": pinned.module,
+        "version": pinned.version,
+        "project": pinned.project,
+        "env_type": None,
+        "env": pinned.env,
+        "owner": pinned.owner,
+    }
+    done = conn.execute(update(tables.module_rules).where(tables.module_rules.c.slot == slot).values(**values))
+    if done.rowcount == 0:
+        conn.execute(insert(tables.module_rules).values(slot=slot, **values))
+
+
+def clear_pins(conn: Connection, rollout_id: str, project: str | None = None, env: str | None = None) -> None:
+    r = tables.module_rules
+    condition = r.c.owner == f"rollout:{rollout_id}"
+    if project is not None and env is not None:
+        condition = and_(condition, r.c.project == project, r.c.env == env)
+    conn.execute(delete(r).where(condition))
+
+
+def deployment_for_action(conn: Connection, action_key: str) -> int | None:
+    return conn.execute(
+        select(rollout_deployments.c.deployment_id).where(rollout_deployments.c.action_key == action_key)
+    ).scalar_one_or_none()
+
+
+def link_deployment(conn: Connection, rollout_id: str, action_key: str, deployment_id: int) -> None:
+    conn.execute(
+        insert(rollout_deployments).values(action_key=action_key, rollout_id=rollout_id, deployment_id=deployment_id)
+    )
+
+
+def acquire_lease(conn: Connection, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew the lease `name`; False while another holder's lease is unexpired."""
+    expires = now + ttl
+    renewed = conn.execute(
+        update(leases)
+        .where(
+            leases.c.name == name,
+            (leases.c.holder == holder) | (leases.c.expires_at < now),
+        )
+        .values(holder=holder, expires_at=expires)
+    )
+    if renewed.rowcount == 1:
+        return True
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(leases).values(name=name, holder=holder, expires_at=expires))
+    except IntegrityError:
+        return False
+    return True
+
+
+def release_lease(conn: Connection, name: str, holder: str) -> None:
+    conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+
+
+def lease_holder(conn: Connection, name: str, now: datetime) -> str | None:
+    row = conn.execute(select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)).first()
+    if row is None:
+        return None
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
+    return str(row.holder) if expires >= now else None
