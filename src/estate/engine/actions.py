@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
-from estate.domain.deployments import Deployment, DeploymentKind
+from estate.domain.deployments import INTERRUPTED, Deployment, DeploymentKind, DeploymentStatus
 from estate.domain.ids import EnvRef
 from estate.domain.model import Estate
 from estate.domain.rollout_events import Finalize, StartDeployment
@@ -38,8 +38,17 @@ def ensure_deployment(
             pin = ModuleRule(resource_type, action.module, action.version, action.env.project, None, action.env.env)
             repo.set_pin(conn, rollout_id, pin)
     if existing is not None:
-        return runner.get(existing)
-    dep_id = runner.create(action.env, _KINDS[action.kind], triggered_by=f"rollout:{rollout_id}", rollout_id=rollout_id)
+        dep = runner.get(existing)
+        if not (dep.status is DeploymentStatus.FAILED and dep.reason == INTERRUPTED):
+            return dep
+        # The engine died while Terraform ran: that run proves nothing, so the action runs again
+        # as a new deployment (the interrupted one stays in the history).
+    with store.engine.connect() as conn:
+        dep_id = repo.orphan_deployment(conn, rollout_id, action.env.project, action.env.env, str(action.kind))
+    if dep_id is None:
+        dep_id = runner.create(
+            action.env, _KINDS[action.kind], triggered_by=f"rollout:{rollout_id}", rollout_id=rollout_id
+        )
     with store.engine.begin() as conn:
         repo.link_deployment(conn, rollout_id, action.key, dep_id)
     return runner.get(dep_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +16,20 @@ from estate.store import rollouts as repo
 from estate.store.codec import decode, decode_as, encode
 
 LogLine = tuple[str, str | None, str, dict[str, Any]]  # kind, actor, summary, payload
+
+
+def _dead_here(holder: str) -> bool:
+    """True when `holder` (`host:pid`) names a process of this host that no longer runs."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def lease_name(rollout_id: str) -> str:
@@ -59,11 +75,20 @@ class RolloutRepo:
             return act.finalize(conn, self.id, action, estate)
 
     def acquire(self, holder: str, now: datetime, ttl: timedelta) -> str | None:
-        """None when `holder` holds the lease now; otherwise who does."""
+        """None when `holder` holds the lease now; otherwise who does.
+
+        A lease held by a dead process of this host is taken over at once instead of waiting for it to
+        expire: after a crash the next command resumes the rollout immediately.
+        """
         with self.store.engine.begin() as conn:
             if repo.acquire_lease(conn, lease_name(self.id), holder, now, ttl):
                 return None
-            return repo.lease_holder(conn, lease_name(self.id), now) or "another engine"
+            current = repo.lease_holder(conn, lease_name(self.id), now)
+            if current is not None and _dead_here(current):
+                repo.release_lease(conn, lease_name(self.id), current)
+                if repo.acquire_lease(conn, lease_name(self.id), holder, now, ttl):
+                    return None
+            return current or "another engine"
 
     def release(self, holder: str) -> None:
         with self.store.engine.begin() as conn:

@@ -207,10 +207,30 @@ def deployment_for_action(conn: Connection, action_key: str) -> int | None:
     ).scalar_one_or_none()
 
 
+def orphan_deployment(conn: Connection, rollout_id: str, project: str, env: str, kind: str) -> int | None:
+    """A queued deployment the rollout created but never linked (the engine died in between)."""
+    d, link = tables.deployments, rollout_deployments
+    linked = select(link.c.deployment_id).where(link.c.rollout_id == rollout_id)
+    return conn.execute(
+        select(d.c.id)
+        .where(
+            d.c.rollout_id == rollout_id,
+            d.c.project == project,
+            d.c.env == env,
+            d.c.kind == kind,
+            d.c.status == "queued",
+            d.c.id.not_in(linked),
+        )
+        .order_by(d.c.id.desc())
+    ).scalar()
+
+
 def link_deployment(conn: Connection, rollout_id: str, action_key: str, deployment_id: int) -> None:
-    conn.execute(
-        insert(rollout_deployments).values(action_key=action_key, rollout_id=rollout_id, deployment_id=deployment_id)
-    )
+    """Point `action_key` at `deployment_id` (a retry of an interrupted run moves the link)."""
+    t = rollout_deployments
+    moved = conn.execute(update(t).where(t.c.action_key == action_key).values(deployment_id=deployment_id))
+    if moved.rowcount == 0:
+        conn.execute(insert(t).values(action_key=action_key, rollout_id=rollout_id, deployment_id=deployment_id))
 
 
 def acquire_lease(conn: Connection, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
