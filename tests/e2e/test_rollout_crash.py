@@ -4,6 +4,7 @@ lost and none applied twice."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -56,10 +57,8 @@ def _descendants(pid: int) -> list[int]:
 def _kill_all(proc: subprocess.Popen[bytes]) -> None:
     """What a machine crash does: the engine and every process it started die at once."""
     for pid in [proc.pid, *_descendants(proc.pid)]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait()
 
 

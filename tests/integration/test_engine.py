@@ -81,7 +81,7 @@ def test_the_story_ends_with_every_environment_on_the_patch(store: Store) -> Non
 def test_refusals_and_bad_input(store: Store) -> None:
     clock = Clock()
     service = _service(store, FakeRunner(clock), clock)
-    with pytest.raises(NotFoundError, match="no published version '9.9.9'"):
+    with pytest.raises(NotFoundError, match=r"no published version '9\.9\.9'"):
         service.start("postgres", "9.9.9", "standard", actor="alex", preflight=False)
     with pytest.raises(NotFoundError, match="unknown rollout plan"):
         service.start("postgres", "2.0.0", "nope", actor="alex", preflight=False)

@@ -76,9 +76,19 @@ def test_removed_objects_stay_without_prune(store: Store, tmp_path: Path) -> Non
 def test_env_with_deployment_history_is_never_pruned_silently(store: Store, tmp_path: Path) -> None:
     _apply(store, _example(tmp_path))
     with store.engine.begin() as conn:
-        conn.execute(insert(tables.deployments).values(
-            project="checkout", env="eph-2", kind="deploy", status="succeeded", triggered_by="alex",
-            graph={}, transitions=[], created_at=NOW, updated_at=NOW))
+        conn.execute(
+            insert(tables.deployments).values(
+                project="checkout",
+                env="eph-2",
+                kind="deploy",
+                status="succeeded",
+                triggered_by="alex",
+                graph={},
+                transitions=[],
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
     smaller = _example(tmp_path / "b", ("      - {id: eph-2, type: ephemeral, labels: {region: us}}\n", ""))
     with pytest.raises(ConflictError, match="checkout/eph-2"):
         _apply(store, smaller, prune=True)
