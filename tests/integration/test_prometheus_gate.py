@@ -31,7 +31,8 @@ from estate.domain.gate_eval import GateResult, Observation, Verdict, evaluate
 from estate.domain.model import Environment
 from estate.domain.plans import GateScope, NoData, PrometheusGate
 from estate.gates.prometheus import PrometheusClient, sample
-from tests.support.prometheus import REPO, DemoExporter, PrometheusServer, _start_exporter, _stop_exporter
+from estate.testing.services import DemoExporter, PrometheusServer, start_exporter, stop_exporter
+from tests.support.cli import REPO
 
 ENVS = [
     Environment("checkout", "eph-1", "ephemeral", {"region": "eu"}),
@@ -311,7 +312,7 @@ def test_the_grafana_dashboard_queries_run_on_real_prometheus(
 
 
 def test_the_demo_exporter_serves_what_is_deployed_and_stops_on_sigterm(tmp_path: Path) -> None:
-    process, port = _start_exporter(tmp_path)
+    process, port = start_exporter(tmp_path)
     try:
         exporter = DemoExporter(process, port, tmp_path)
         broken = exporter.deploy("checkout", "eph-1", "2.0.0")
@@ -335,4 +336,4 @@ def test_the_demo_exporter_serves_what_is_deployed_and_stops_on_sigterm(tmp_path
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
     finally:
-        _stop_exporter(process)
+        stop_exporter(process)

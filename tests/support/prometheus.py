@@ -16,193 +16,21 @@ poll until Prometheus has scraped what a test needs.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import urlencode
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-EXPORTER = REPO / "examples" / "exporter" / "estate_demo_exporter.py"
+from estate.testing.services import (
+    DemoExporter,
+    PrometheusServer,
+    start_exporter,
+    stop_exporter,
+)
+
 DEFAULT_BINARY = "/usr/bin/prometheus"
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-
-Vector = list[dict[str, Any]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code, b""
-
-
-def _stop(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM by PID, then SIGKILL if it does not exit in time; always reap it."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-
-
-@dataclass
-class DemoExporter:
-    """The running demo exporter; `deploy`/`undeploy` write what the example Terraform module would."""
-
-    process: subprocess.Popen[str]
-    port: int
-    status_dir: Path
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.target}/metrics"
-
-    def deploy(
-        self, project: str, env: str, version: str, env_type: str = "ephemeral", module: str = "postgres"
-    ) -> Path:
-        path = self.status_dir / project / f"{env}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"module": module, "version": version, "project": project, "env": env, "env_type": env_type}
-        tmp = path.with_suffix(".tmp")  # write then rename, so a scrape never reads half a file
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        tmp.replace(path)
-        return path
-
-    def undeploy(self, project: str, env: str) -> None:
-        (self.status_dir / project / f"{env}.json").unlink(missing_ok=True)
-
-    def scrape(self) -> str:
-        return _http_get(self.url)[1].decode()
-
-
-@dataclass
-class PrometheusServer:
-    """A Prometheus server started for one test; stop it to simulate an outage."""
-
-    binary: str
-    workdir: Path
-    targets: Sequence[str]
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> PrometheusServer:
-        config = self.workdir / "prometheus.yml"
-        targets = json.dumps(list(self.targets))
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}\n"
-            f"scrape_configs:\n  - job_name: estate-test\n    static_configs: [{{targets: {targets}}}]\n",
-            encoding="utf-8",
-        )
-        for _attempt in range(3):  # the free port may be taken between choosing and binding it
-            # A fresh TSDB: samples kept from a previous run would linger without staleness markers.
-            shutil.rmtree(self.workdir / "data", ignore_errors=True)
-            self.port = free_port()
-            self._spawn(config)
-            if self._wait_ready():
-                return self
-            self.stop()
-        pytest.fail(f"Prometheus did not become ready; its log:\n{self.log_tail()}")
-
-    def _spawn(self, config: Path) -> None:
-        self.log = (self.workdir / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                return False
-            try:
-                if _http_get(f"{self.url}/-/ready", timeout=1.0)[0] == 200:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return False
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL); safe to call twice."""
-        if self.process is not None:
-            _stop(self.process)
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.workdir / "prometheus.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def query(self, promql: str) -> Vector:
-        """The instant vector `promql` returns now ([] on no data)."""
-        status, body = _http_get(f"{self.url}/api/v1/query?{urlencode({'query': promql})}")
-        if status != 200:
-            raise AssertionError(f"query {promql!r} answered HTTP {status}")
-        return list(json.loads(body)["data"]["result"])
-
-    def wait_until(self, promql: str, predicate: Callable[[Vector], bool], timeout: float = 30.0) -> Vector:
-        """Poll `promql` until `predicate(result)` holds; fail the test with the last result otherwise."""
-        deadline = time.monotonic() + timeout
-        result: Vector = []
-        while time.monotonic() < deadline:
-            result = self.query(promql)
-            if predicate(result):
-                return result
-            time.sleep(0.2)
-        pytest.fail(f"timed out after {timeout}s waiting on {promql!r}; last result: {result}")
-
-    def wait_for_metric(self, metric: str, timeout: float = 30.0, **labels: str) -> Vector:
-        """Wait until Prometheus holds at least one sample of `metric` with these label values."""
-        matchers = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        return self.wait_until(f"{metric}{{{matchers}}}", bool, timeout)
 
 
 @pytest.fixture(scope="session")
@@ -217,33 +45,12 @@ def prometheus_binary() -> str:
     return binary
 
 
-def _start_exporter(status_dir: Path) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, str(EXPORTER), "--port", "0", "--status-dir", str(status_dir)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()  # "estate-demo-exporter listening on http://127.0.0.1:PORT/metrics"
-    if "listening on" not in line:
-        _stop_exporter(process)
-        pytest.fail(f"the demo exporter did not start: {line!r}")
-    return process, int(line.rsplit(":", 1)[1].split("/")[0])
-
-
-def _stop_exporter(process: subprocess.Popen[str]) -> None:
-    _stop(process)
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 @pytest.fixture(scope="session")
 def _shared_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoExporter]:
     status_dir = tmp_path_factory.mktemp("exporter-status")
-    process, port = _start_exporter(status_dir)
+    process, port = start_exporter(status_dir)
     yield DemoExporter(process, port, status_dir)
-    _stop_exporter(process)
+    stop_exporter(process)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,11 @@ from rich.markup import escape
 
 from estate.cli.context import Context, utcnow
 from estate.cli.output import stderr
+from estate.engine.annotations import GrafanaObserver
 from estate.engine.driver import EngineConfig
 from estate.engine.gates import PrometheusGates
 from estate.engine.service import RolloutService
+from estate.gates.grafana import GrafanaAnnotator
 from estate.gates.prometheus import PrometheusClient
 from estate.runners import DeploymentService
 

@@ -32,23 +32,21 @@ def ensure_deployment(
     store: Store, runner: Runner, rollout_id: str, action: StartDeployment, resource_type: str
 ) -> Deployment:
     """The deployment of `action`: the one already made for its key, or a new one after pinning the env."""
+    kind = _KINDS[action.kind]
     with store.engine.begin() as conn:
         existing = repo.deployment_for_action(conn, action.key)
+        orphan = None
         if existing is None:
             pin = ModuleRule(resource_type, action.module, action.version, action.env.project, None, action.env.env)
             repo.set_pin(conn, rollout_id, pin)
+            orphan = repo.orphan_deployment(conn, rollout_id, action.env.project, action.env.env, str(kind))
     if existing is not None:
         dep = runner.get(existing)
         if not (dep.status is DeploymentStatus.FAILED and dep.reason == INTERRUPTED):
             return dep
         # The engine died while Terraform ran: that run proves nothing, so the action runs again
         # as a new deployment (the interrupted one stays in the history).
-    with store.engine.connect() as conn:
-        dep_id = repo.orphan_deployment(conn, rollout_id, action.env.project, action.env.env, str(action.kind))
-    if dep_id is None:
-        dep_id = runner.create(
-            action.env, _KINDS[action.kind], triggered_by=f"rollout:{rollout_id}", rollout_id=rollout_id
-        )
+    dep_id = orphan or runner.create(action.env, kind, triggered_by=f"rollout:{rollout_id}", rollout_id=rollout_id)
     with store.engine.begin() as conn:
         repo.link_deployment(conn, rollout_id, action.key, dep_id)
     return runner.get(dep_id)

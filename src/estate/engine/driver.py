@@ -66,6 +66,7 @@ class EngineConfig:
     max_parallel: int = 4
     gates: GateRunner | None = None
     on_log: Callable[[str, str], None] = lambda rollout_id, line: None
+    observers: Sequence[Callable[[RolloutState, ev.Transition], None]] = ()  # e.g. Grafana annotations
     holder: str = field(default_factory=engine_identity)
     sleep_cap: float = POLL_SECONDS
 
@@ -128,6 +129,7 @@ class RolloutEngine:
         state = self.repo.state()
         actions: list[ev.Action] = []
         log: list[LogLine] = []
+        transitions: list[ev.Transition] = []
         outcomes: dict[int, str] = {}
         for command_id, command in commands:
             decision = decide(state, command, now)
@@ -135,28 +137,17 @@ class RolloutEngine:
             kind = "refused" if decision.refused else "command"
             summary = _describe(command) + (f": {decision.refused}" if decision.refused else "")
             log.append((kind, command.actor, summary, {"command": type(command).__name__}))
-            state = self._absorb(decision, actions, log)
+            state = _absorb(decision, actions, log, transitions)
         for event in events:
-            state = self._absorb(decide(state, event, now), actions, log)
+            state = _absorb(decide(state, event, now), actions, log, transitions)
         if commands or events:
             self.repo.save(state, log, outcomes, now)
             for _, _, summary, _ in log:
                 self.cfg.on_log(self.id, summary)
+            for t in transitions:
+                for observe in self.cfg.observers:
+                    observe(state, t)
         return state, actions
-
-    @staticmethod
-    def _absorb(decision: Decision, actions: list[ev.Action], log: list[LogLine]) -> RolloutState:
-        actions.extend(decision.actions)
-        for t in decision.log:
-            log.append(
-                (
-                    "transition",
-                    t.actor,
-                    str(t),
-                    {"subject": t.subject, "before": t.before, "after": t.after, "reason": t.reason},
-                )
-            )
-        return decision.state
 
     def _perform(
         self, state: RolloutState, actions: Sequence[ev.Action], pool: LocalPool, gate_pool: ThreadPoolExecutor
@@ -254,6 +245,17 @@ class RolloutEngine:
             if holder is not None:
                 raise LeaseHeld(holder)
             self._lease_renewed_at = now
+
+
+def _absorb(
+    decision: Decision, actions: list[ev.Action], log: list[LogLine], transitions: list[ev.Transition]
+) -> RolloutState:
+    actions.extend(decision.actions)
+    transitions.extend(decision.log)
+    for t in decision.log:
+        payload = {"subject": t.subject, "before": t.before, "after": t.after, "reason": t.reason}
+        log.append(("transition", t.actor, str(t), payload))
+    return decision.state
 
 
 def _finished(action: ev.StartDeployment, dep: Deployment) -> ev.DeploymentFinished:

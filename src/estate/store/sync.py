@@ -77,14 +77,22 @@ def _where(kind: Kind, row: Row):  # type: ignore[no-untyped-def]
 def write_sync(conn: Connection, plan: SyncPlan, current: Estate, desired: Estate, actor: str, now: datetime) -> None:
     """Perform `plan` on `conn` (the caller owns the transaction)."""
     by_name = {k.name: k for k in KINDS}
+    rows: dict[tuple[str, bool], dict[str, Row]] = {}  # (kind, desired?) -> rows, each rendered once
+
+    def rows_of(kind: Kind, want_desired: bool) -> dict[str, Row]:
+        key = (kind.name, want_desired)
+        if key not in rows:
+            rows[key] = kind.rows(desired if want_desired else current)
+        return rows[key]
+
     for change in plan.changes:
         kind = by_name[change.kind]
         if change.action is Action.REMOVE:
-            conn.execute(delete(kind.table).where(_where(kind, kind.rows(current)[change.key])))
+            conn.execute(delete(kind.table).where(_where(kind, rows_of(kind, False)[change.key])))
             if kind.name == "module":
                 conn.execute(delete(tables.module_versions).where(tables.module_versions.c.module == change.key))
             continue
-        row = kind.rows(desired)[change.key]
+        row = rows_of(kind, True)[change.key]
         if change.action is Action.ADD:
             if kind.name == "module_version":
                 row = {**row, "published_at": now, "published_by": actor}

@@ -1,0 +1,72 @@
+"""Grafana annotations for a rollout's milestones: wave start and end, gate results, rollbacks.
+
+Posting happens on a background thread with a short timeout, so a Grafana outage never blocks or fails
+a rollout; it is logged and the rollout goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from estate.domain.rollout_events import Transition
+from estate.domain.rollout_state import RolloutState
+from estate.gates.grafana import GrafanaAnnotator
+
+log = logging.getLogger(__name__)
+_WAVE_MILESTONES = frozenset(
+    {
+        "deploying",
+        "succeeded",
+        "failed",
+        "inconclusive",
+        "rolling_back",
+        "rolled_back",
+        "awaiting_promotion",
+        "awaiting_approval",
+    }
+)
+
+
+def milestone(state: RolloutState, t: Transition) -> tuple[str, str] | None:
+    """(wave name, text) when `t` is worth a mark on every dashboard; None otherwise."""
+    parts = t.subject.split()
+    if len(parts) < 2 or parts[0] != "wave" or not parts[1].isdigit():
+        return None
+    number = int(parts[1])
+    if not 1 <= number <= len(state.waves):
+        return None
+    wave = state.spec(number).name
+    if len(parts) == 2 and t.after in _WAVE_MILESTONES:
+        what = "started" if t.after == "deploying" else t.after.replace("_", " ")
+        text = f"{state.id}: wave {number} ({wave}) {what}"
+    elif len(parts) == 4 and parts[2] == "gate":
+        text = f"{state.id}: wave {number} ({wave}) gate {parts[3]} {t.after}"
+    else:
+        return None
+    return wave, text + (f": {t.reason}" if t.reason else "") + f" [{state.module} {state.version}]"
+
+
+class GrafanaObserver:
+    """Sends rollout milestones to Grafana without ever holding the engine up."""
+
+    def __init__(self, annotator: GrafanaAnnotator) -> None:
+        self.annotator = annotator
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="estate-grafana")
+
+    def __call__(self, state: RolloutState, t: Transition) -> None:
+        found = milestone(state, t)
+        if found is None:
+            return
+        wave, text = found
+        self._pool.submit(self._post, text, state.id, wave, state.module, t.at)
+
+    def _post(self, text: str, rollout: str, wave: str, module: str, at: datetime) -> None:
+        try:
+            self.annotator.annotate(text, rollout=rollout, wave=wave, module=module, time_ms=int(at.timestamp() * 1000))
+        except Exception:  # an observer must never take the engine down
+            log.warning("grafana annotation failed", exc_info=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
