@@ -46,6 +46,7 @@ _COLORS = {
     "paused": "yellow",
     "running": "cyan",
     "passed": "green",
+    "approved": "green",
 }
 
 
@@ -148,11 +149,14 @@ def start_cmd(
 
 def _show(service: RolloutService, rollout_id: str, output: Format) -> None:
     view = rollout_view(service.store, rollout_id, utcnow())
-    emit(output, view, lambda: stdout.print(render_status(view)))
+    emit(output, view, lambda: stdout.print(render_status(view, compact=True)))
 
 
-def render_status(view: dict[str, Any]) -> Group:
-    """The status screen: header, one table per wave, what it waits for, recent events."""
+def render_status(view: dict[str, Any], *, compact: bool = False) -> Group:
+    """The status screen: header, one table per wave, what it waits for, recent events.
+
+    `compact` (after a command) details only the current wave and skips the event history.
+    """
     parts: list[Any] = [
         f"[bold]{escape(view['id'])}[/]: {escape(view['module'])} -> [bold]{escape(view['version'])}[/] "
         f"(plan {escape(view['plan'])}, started by {escape(view['started_by'])}) is {_c(view['phase'])}"
@@ -162,6 +166,9 @@ def render_status(view: dict[str, Any]) -> Group:
         parts.append(f"waiting for {escape(view['waiting_for'])} since {view['since']:%Y-%m-%d %H:%M:%S}")
     for wave in view["waves"]:
         marker = "▶ " if wave["number"] == view["current_wave"] else "  "
+        if compact and wave["number"] != view["current_wave"]:
+            parts.append(f"{marker}wave {wave['number']} [bold]{escape(wave['name'])}[/] {_c(wave['phase'])}")
+            continue
         parts.append(
             f"\n{marker}wave {wave['number']} [bold]{escape(wave['name'])}[/] {_c(wave['phase'])}"
             + (f" ({escape(wave['reason'])})" if wave["reason"] else "")
@@ -187,15 +194,21 @@ def render_status(view: dict[str, Any]) -> Group:
             )
     if view["not_covered"]:
         parts.append(f"\n[yellow]not covered by this rollout:[/] {escape(', '.join(view['not_covered']))}")
+    if compact:
+        return Group(*parts)
     parts.append("\n[bold]recent events[/]")
     parts.extend(f"  [dim]{e['at']:%H:%M:%S}[/] {escape(e['summary'])}" for e in view["events"][-10:])
     return Group(*parts)
 
 
 def _gate_reason(gate: dict[str, Any]) -> str:
+    """The evidence under a gate: each environment's verdict and observed values, or why it has none."""
     details = gate.get("details") or {}
-    reason = details.get("reason")
-    return f"\n      {escape(str(reason))}" if reason else ""
+    subjects = details.get("subjects") or []
+    if not subjects:
+        reason = details.get("reason")
+        return f"\n      {escape(str(reason))}" if reason else ""
+    return "".join(f"\n      {escape(s['subject'])}: {_c(s['verdict'])} {escape(s['reason'])}" for s in subjects)
 
 
 @rollout_app.command("status")

@@ -7,7 +7,9 @@ from typing import Any
 
 from estate.config.schema import Document, SelectorDoc
 from estate.config.yamlpos import Located, Path_
+from estate.domain.gate_eval import TemplateError, check_template
 from estate.domain.ids import EnvRef
+from estate.domain.plans import GateScope
 from estate.domain.rules import ModuleRule, find_ties
 from estate.domain.versions import Version
 from estate.errors import Problem
@@ -112,6 +114,12 @@ class _Checker:
             self.unique(("rollout_plans", pi, "waves"), (w.name for w in plan.waves), "wave", "name")
             for wi, wave in enumerate(plan.waves):
                 self.check_selector(("rollout_plans", pi, "waves", wi, "select"), wave.select)
+                for gi, gate in enumerate(wave.gates):
+                    if gate.prometheus is not None:
+                        try:
+                            check_template(gate.prometheus.query, GateScope(gate.prometheus.scope))
+                        except TemplateError as exc:
+                            self.add(("rollout_plans", pi, "waves", wi, "gates", gi, "prometheus", "query"), str(exc))
 
     def check_selector(self, here: Path_, sel: SelectorDoc) -> None:
         types = [sel.env_type] if isinstance(sel.env_type, str) else (sel.env_type or [])

@@ -194,8 +194,22 @@ def check_preflight(preview: Preview, plan: RolloutPlan, allow_destroy: bool) ->
     if preview.destructive and not allow_destroy:
         if plan.destructive.value == "block":
             raise ConflictError(
-                f"preflight found {len(preview.destructive)} destructive change(s): " + "; ".join(preview.destructive),
+                f"preflight found {len(preview.destructive)} destructive change(s) "
+                f"in {_count_envs(preview.destructive)} environment(s): {_grouped(preview.destructive)}",
                 hint="review them with `estate rollout preview`, then pass --allow-destroy if they are intended",
             )
         return [f"destructive (plan says warn): {d}" for d in preview.destructive]
     return []
+
+
+def _count_envs(changes: list[str]) -> int:
+    return len({c.split(": ", 1)[0] for c in changes})
+
+
+def _grouped(changes: list[str]) -> str:
+    """`replace module.db.null_resource.status` x16, ...: the same change in many envs is shown once."""
+    counts: dict[str, int] = {}
+    for change in changes:
+        what = change.split(": ", 1)[1]
+        counts[what] = counts.get(what, 0) + 1
+    return "; ".join(f"{what} (x{n})" if n > 1 else what for what, n in counts.items())

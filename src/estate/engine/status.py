@@ -41,8 +41,8 @@ def _gates(state: RolloutState, wave: WaveState) -> list[dict[str, Any]]:
             "index": index,
             "kind": type(gate).__name__.removesuffix("Gate").lower(),
             "spec": gate_text(gate),
-            "result": str(record.result) if record else None,
-            "at": record.at if record else None,
+            "result": str(record.result) if record else ("approved" if approvals else None),
+            "at": record.at if record else (approvals[-1].at if approvals else None),
         }
         if record is not None:
             entry["details"] = dict(record.details)
