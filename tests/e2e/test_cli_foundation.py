@@ -45,10 +45,13 @@ def test_usage_follows_the_most_specific_rule(cli: Cli, tmp_path: Path) -> None:
     estate.mkdir()
     for f in EXAMPLE_ESTATE.glob("*.yaml"):
         (estate / f.name).write_text(f.read_text().replace("../modules/", f"{EXAMPLE_ESTATE.parent}/modules/"))
+    assert cli("apply", "-f", estate).code == 0
+    v2 = EXAMPLE_ESTATE.parent / "modules" / "postgres" / "v2.0.0"
+    assert cli("module", "publish", "postgres", "2.0.0", "--source", v2).code == 0
     main = estate / "estate.yaml"
     main.write_text(main.read_text() + "  - {resource_type: postgres, module: postgres, version: 2.0.0, "
                     "project: checkout, env: eph-1}\n")
-    assert cli("apply", "-f", estate).code == 0
+    assert cli("apply", "-f", estate).code == 0, "a version published by CLI is known to the files"
     usage = cli("module", "usage", "postgres", "-o", "json").json
     assert usage["totals"]["version"] == {"2.0.0": 1, "1.0.0": 15}
     assert usage["environments"][0]["rule_scope"] == "env"
@@ -56,16 +59,17 @@ def test_usage_follows_the_most_specific_rule(cli: Cli, tmp_path: Path) -> None:
 
 def test_publish_is_immutable(cli: Cli, tmp_path: Path) -> None:
     cli("apply", "-f", EXAMPLE_ESTATE)
+    (tmp_path / "pg-2.0.1").mkdir()
     src = str(tmp_path / "pg-2.0.1")
     first = cli("module", "publish", "postgres", "2.0.1", "--source", src, "-o", "json")
     assert first.code == 0 and first.json["created"] is True
     assert cli("module", "publish", "postgres", "2.0.1", "--source", src, "-o", "json").json["created"] is False
-    clash = cli("module", "publish", "postgres", "2.0.1", "--source", "/elsewhere")
+    clash = cli("module", "publish", "postgres", "2.0.1", "--source", "git::file:///srv/pg?ref=v2.0.1")
     assert clash.code == 2 and "immutable" in clash.err
     assert cli("module", "publish", "postgres", "two", "--source", src).code == 2
     assert cli("module", "publish", "nosuch", "1.0.0", "--source", src).code == 2
     versions = [v["version"] for v in cli("module", "list", "-o", "json").json[0]["versions"]]
-    assert versions == ["1.0.0", "2.0.0", "2.0.1"]
+    assert versions == ["1.0.0", "2.0.1"]
 
 
 def test_plan_show_lists_wave_membership(cli: Cli) -> None:
@@ -88,7 +92,7 @@ def test_the_published_schema_accepts_the_example_and_rejects_typos(cli: Cli) ->
 
 def test_dry_run_shows_the_diff_and_writes_nothing(cli: Cli) -> None:
     dry = cli("apply", "-f", EXAMPLE_ESTATE, "--dry-run", "-o", "json").json
-    assert dry["applied"] is False and len(dry["changes"]) == 30
+    assert dry["applied"] is False and len(dry["changes"]) == 29
     assert cli("env", "list", "-o", "json").json == []
 
 

@@ -11,6 +11,8 @@ import pytest
 from estate.config import load_estate
 from estate.domain import rollout_events as ev
 from estate.domain.ids import EnvRef
+from estate.domain.model import ModuleVersion
+from estate.domain.rollout_state import GateResult, RolloutState
 from estate.domain.usage import module_usage
 from estate.engine.driver import EngineConfig, LeaseHeld, RolloutEngine
 from estate.engine.persistence import RolloutRepo
@@ -24,11 +26,17 @@ T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 class Clock:
+    """Fake time: every reading moves it 1 ms; the engine's idle sleeps move it by what they wait."""
+
     def __init__(self) -> None:
         self.ticks = itertools.count()
+        self.slept = 0.0
 
     def __call__(self) -> datetime:
-        return T0 + timedelta(milliseconds=next(self.ticks))
+        return T0 + timedelta(milliseconds=next(self.ticks), seconds=self.slept)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
 
 
 @pytest.fixture
@@ -36,15 +44,24 @@ def store(tmp_path: Path) -> Store:
     opened = Store.open(f"sqlite:///{tmp_path / 'estate.db'}")
     estate = load_estate(EXAMPLE_ESTATE).estate
     opened.sync(estate, prune=False, force=False, dry_run=False, actor="alex", now=T0)
-    opened.publish(estate.modules[0].versions[1].__class__("postgres", "2.0.1", "/srv/pg-2.0.1"), "alex", T0)
+    for version in ("2.0.0", "2.0.1"):
+        opened.publish(ModuleVersion("postgres", version, f"/srv/pg-{version}"), "alex", T0)
     yield opened
     opened.close()
 
 
+class PassingGates:
+    """Every Prometheus gate passes (the real sampler is tested against a real Prometheus elsewhere)."""
+
+    def evaluate(self, state: RolloutState, action: ev.EvaluateGate) -> ev.GateEvaluated:
+        return ev.GateEvaluated(action.key, action.wave, action.gate_index, GateResult.PASSED, {"reason": "fake"})
+
+
 def _service(store: Store, runner: FakeRunner, clock: Clock) -> RolloutService:
-    return RolloutService(
-        store, runner, lambda: EngineConfig(store, runner, clock, max_parallel=4), now=clock, max_parallel=4
-    )
+    def config() -> EngineConfig:
+        return EngineConfig(store, runner, clock, max_parallel=4, gates=PassingGates(), sleep=clock.sleep)
+
+    return RolloutService(store, runner, config, now=clock, max_parallel=4)
 
 
 def _versions(store: Store) -> dict[str, str]:
@@ -123,7 +140,7 @@ def test_a_second_engine_cannot_drive_a_leased_rollout(store: Store) -> None:
     repo = RolloutRepo(store, rollout)
     assert repo.acquire("other-host:1", clock(), timedelta(seconds=60)) is None
     with pytest.raises(LeaseHeld, match="other-host:1"):
-        RolloutEngine(EngineConfig(store, runner, clock), rollout).run()
+        RolloutEngine(EngineConfig(store, runner, clock, gates=PassingGates(), sleep=clock.sleep), rollout).run()
     command = service.submit(rollout, ev.Pause("alex"))
     assert service.drive(rollout) is None
     assert service.outcome(command, wait_seconds=0) is None, "queued for the engine that holds the lease"
@@ -142,7 +159,7 @@ def test_a_resumed_engine_redoes_outstanding_actions_once(store: Store) -> None:
     class Dies(Exception):
         pass
 
-    engine = RolloutEngine(EngineConfig(store, runner, clock), rollout)
+    engine = RolloutEngine(EngineConfig(store, runner, clock, gates=PassingGates(), sleep=clock.sleep), rollout)
     perform = engine._perform
 
     def crash(state: object, actions: list[object], *rest: object) -> None:

@@ -122,13 +122,13 @@ def test_published_versions_are_immutable(store: Store, tmp_path: Path) -> None:
         store.publish(ModuleVersion("redis", "1.0.0", "/srv/redis"), "alex", NOW)
     # A version published by CLI survives a re-apply of files that do not list it.
     assert _apply(store, _example(tmp_path)).empty
-    assert {v.version for v in store.load_estate().modules[0].versions} == {"1.0.0", "2.0.0", "2.0.1"}
+    assert {v.version for v in store.load_estate().modules[0].versions} == {"1.0.0", "2.0.1"}
 
 
 def test_editing_a_published_version_in_the_files_is_refused(store: Store, tmp_path: Path) -> None:
     _apply(store, _example(tmp_path))
-    edited = _example(tmp_path / "b", ("postgres/v2.0.0", "postgres/v1.0.0"))
-    with pytest.raises(ConflictError, match=r"postgres@2\.0\.0 \(source\)"):
+    edited = _example(tmp_path / "b", ("postgres/v1.0.0", "postgres/v2.0.0"))
+    with pytest.raises(ConflictError, match=r"postgres@1\.0\.0 \(source\)"):
         _apply(store, edited)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -69,6 +69,7 @@ class EngineConfig:
     observers: Sequence[Callable[[RolloutState, ev.Transition], None]] = ()  # e.g. Grafana annotations
     holder: str = field(default_factory=engine_identity)
     sleep_cap: float = POLL_SECONDS
+    sleep: Callable[[float], None] = time.sleep  # idle waits; tests pass one that moves a fake clock
 
 
 class RolloutEngine:
@@ -84,7 +85,6 @@ class RolloutEngine:
         self.inbox: list[ev.Event] = []
         self._resource_type: str | None = None
         self._lease_renewed_at: datetime | None = None
-        self._idle = threading.Event()  # never set: waiting on it is an interruptible sleep
 
     def run(self, *, follow: bool = False) -> RolloutState:
         """Drive until the rollout waits for a human or ends (`follow`: until it ends)."""
@@ -237,7 +237,7 @@ class RolloutEngine:
         if pending:
             wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
         else:
-            self._idle.wait(timeout)
+            self.cfg.sleep(timeout)
 
     def _renew(self, now: datetime) -> None:
         if self._lease_renewed_at is None or now - self._lease_renewed_at > LEASE_TTL / 3:
