@@ -26,11 +26,15 @@ from estate.testing.services import PrometheusServer, prometheus_binary_path, st
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 ESTATE = str(Path(sys.executable).with_name("estate"))
-ENVS = [f"{p}/{e}" for p, envs in (
-    ("checkout", ["eph-1", "eph-2", "dev", "staging", "prod-eu", "prod-us"]),
-    ("payments", ["eph-1", "dev", "staging", "prod-eu", "prod-us"]),
-    ("search", ["eph-1", "eph-2", "dev", "staging", "prod"]),
-) for e in envs]
+ENVS = [
+    f"{p}/{e}"
+    for p, envs in (
+        ("checkout", ["eph-1", "eph-2", "dev", "staging", "prod-eu", "prod-us"]),
+        ("payments", ["eph-1", "dev", "staging", "prod-eu", "prod-us"]),
+        ("search", ["eph-1", "eph-2", "dev", "staging", "prod"]),
+    )
+    for e in envs
+]
 
 
 def say(text: str) -> None:
@@ -100,8 +104,12 @@ def story(env: dict[str, str], files: Path, with_prometheus: bool) -> None:
 
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="estate-demo-"))
-    env = {**os.environ, **offline_environ(home / "terraform"), "ESTATE_HOME": str(home / "estate"),
-           "ESTATE_ACTOR": "alex"}
+    env = {
+        **os.environ,
+        **offline_environ(home / "terraform"),
+        "ESTATE_HOME": str(home / "estate"),
+        "ESTATE_ACTOR": "alex",
+    }
     env.pop("ESTATE_DATABASE_URL", None)
     status_dir = home / "estate" / "demo" / "status"
     status_dir.mkdir(parents=True)

@@ -85,3 +85,14 @@ class ComponentError(EstateError):
 
 class OperationFailed(EstateError):
     """The operation ran but did not succeed (a failed apply, a refused command)."""
+
+
+class GraphError(InputError):
+    """An environment's resource graph cannot be resolved (no rule, unknown placeholder, cycle).
+
+    Raised before anything runs; `env` names the environment (`project/env`).
+    """
+
+    def __init__(self, env: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{env}: {message}", hint=hint)
+        self.env = env

@@ -18,12 +18,22 @@ def test_env_list_filters_and_json_shape(cli: Cli) -> None:
     assert cli("apply", "-f", EXAMPLE_ESTATE).code == 0
     everything = cli("env", "list", "-o", "json").json
     assert len(everything) == 16
-    assert everything[0] == {"ref": "checkout/eph-1", "project": "checkout", "id": "eph-1", "type": "ephemeral",
-                             "labels": {"region": "eu"}}
+    assert everything[0] == {
+        "ref": "checkout/eph-1",
+        "project": "checkout",
+        "id": "eph-1",
+        "type": "ephemeral",
+        "labels": {"region": "eu"},
+    }
     prod_eu = cli("env", "list", "--type", "production", "--label", "region=eu", "-o", "json").json
     assert [e["ref"] for e in prod_eu] == ["checkout/prod-eu", "payments/prod-eu"]
     assert [e["ref"] for e in cli("env", "list", "--project", "search", "-o", "json").json] == [
-        "search/eph-1", "search/eph-2", "search/dev", "search/staging", "search/prod"]
+        "search/eph-1",
+        "search/eph-2",
+        "search/dev",
+        "search/staging",
+        "search/prod",
+    ]
 
 
 def test_module_usage_groups_by_version_type_and_owner(cli: Cli) -> None:
@@ -34,8 +44,14 @@ def test_module_usage_groups_by_version_type_and_owner(cli: Cli) -> None:
         "env_type": {"ephemeral": 5, "development": 3, "staging": 3, "production": 5},
         "owner": {"team-atlas": 6, "team-borealis": 5, "team-cosmos": 5},
     }
-    assert usage["environments"][0] == {"env": "checkout/eph-1", "env_type": "ephemeral", "owner": "team-atlas",
-                                        "resource": "db", "version": "1.0.0", "rule_scope": "global"}
+    assert usage["environments"][0] == {
+        "env": "checkout/eph-1",
+        "env_type": "ephemeral",
+        "owner": "team-atlas",
+        "resource": "db",
+        "version": "1.0.0",
+        "rule_scope": "global",
+    }
     text = cli("module", "usage", "postgres")
     assert "by owner: team-atlas 6, team-borealis 5, team-cosmos 5" in text.out
 
@@ -49,8 +65,10 @@ def test_usage_follows_the_most_specific_rule(cli: Cli, tmp_path: Path) -> None:
     v2 = EXAMPLE_ESTATE.parent / "modules" / "postgres" / "v2.0.0"
     assert cli("module", "publish", "postgres", "2.0.0", "--source", v2).code == 0
     main = estate / "estate.yaml"
-    main.write_text(main.read_text() + "  - {resource_type: postgres, module: postgres, version: 2.0.0, "
-                    "project: checkout, env: eph-1}\n")
+    main.write_text(
+        main.read_text() + "  - {resource_type: postgres, module: postgres, version: 2.0.0, "
+        "project: checkout, env: eph-1}\n"
+    )
     assert cli("apply", "-f", estate).code == 0, "a version published by CLI is known to the files"
     usage = cli("module", "usage", "postgres", "-o", "json").json
     assert usage["totals"]["version"] == {"2.0.0": 1, "1.0.0": 15}
@@ -77,7 +95,12 @@ def test_plan_show_lists_wave_membership(cli: Cli) -> None:
     plan = cli("plan", "show", "standard", "-o", "json").json
     assert [w["name"] for w in plan["waves"]] == ["ephemeral", "dev", "staging", "production"]
     assert plan["waves"][3]["environments"] == [
-        "checkout/prod-eu", "checkout/prod-us", "payments/prod-eu", "payments/prod-us", "search/prod"]
+        "checkout/prod-eu",
+        "checkout/prod-us",
+        "payments/prod-eu",
+        "payments/prod-us",
+        "search/prod",
+    ]
     assert cli("plan", "show", "nope").code == 2
 
 
@@ -98,8 +121,12 @@ def test_dry_run_shows_the_diff_and_writes_nothing(cli: Cli) -> None:
 
 def test_unknown_things_exit_2_without_traceback(cli: Cli) -> None:
     cli("apply", "-f", EXAMPLE_ESTATE)
-    for args in (["module", "usage", "nosuch"], ["env", "list", "--label", "novalue"],
-                 ["apply", "-f", "/no/such/file.yaml"], ["env", "frobnicate"]):
+    for args in (
+        ["module", "usage", "nosuch"],
+        ["env", "list", "--label", "novalue"],
+        ["apply", "-f", "/no/such/file.yaml"],
+        ["env", "frobnicate"],
+    ):
         result = cli(*args)
         assert result.code == 2, args
         assert "Traceback" not in result.err
@@ -109,8 +136,9 @@ def test_console_script_runs_with_help_and_exit_codes(estate_home: Path) -> None
     exe = Path(sys.executable).with_name("estate")
     env = {**os.environ}
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, check=False)
-    assert done.returncode == 0 and "rollout" in done.stdout.lower() or "apply" in done.stdout
-    bad = subprocess.run([exe, "apply", "-f", "/nope.yaml", "-o", "json"], capture_output=True, text=True,
-                         env=env, check=False)
+    assert (done.returncode == 0 and "rollout" in done.stdout.lower()) or "apply" in done.stdout
+    bad = subprocess.run(
+        [exe, "apply", "-f", "/nope.yaml", "-o", "json"], capture_output=True, text=True, env=env, check=False
+    )
     assert bad.returncode == 2
     assert json.loads(bad.stderr)["error"]["problems"][0]["message"] == "no such file or directory"

@@ -11,8 +11,7 @@ from sqlalchemy import insert, select
 from estate.config import load_estate
 from estate.domain.model import ModuleVersion
 from estate.errors import ConflictError, NotFoundError
-from estate.store import Action, Store, sync
-from estate.store import tables
+from estate.store import Action, Store, sync, tables
 from tests.support.cli import EXAMPLE_ESTATE
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -50,9 +50,7 @@ def test_the_base_document_is_valid(tmp_path: Path) -> None:
 def test_unknown_env_type_names_file_line_and_path(tmp_path: Path) -> None:
     text = BASE.replace("{id: prod, type: production}", "{id: prod, type: prod}")
     problems = _problems(tmp_path, text)
-    assert problems == [
-        f"{tmp_path / 'estate.yaml'}:17:26: projects[0].environments[1].type: unknown env type 'prod'"
-    ]
+    assert problems == [f"{tmp_path / 'estate.yaml'}:17:26: projects[0].environments[1].type: unknown env type 'prod'"]
 
 
 def test_malformed_yaml_names_the_position(tmp_path: Path) -> None:
@@ -122,8 +120,9 @@ def test_selector_must_match_known_things(tmp_path: Path) -> None:
 
 def test_errors_in_a_directory_name_the_right_file(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(BASE)
-    (tmp_path / "b.yaml").write_text("projects:\n  - id: search\n    owner: x\n    environments:\n"
-                                     "      - {id: dev, type: development}\n")
+    (tmp_path / "b.yaml").write_text(
+        "projects:\n  - id: search\n    owner: x\n    environments:\n      - {id: dev, type: development}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_estate(tmp_path)
     assert [str(p) for p in info.value.problems] == [
@@ -149,5 +148,10 @@ def test_cli_json_errors_are_structured(cli: Cli, tmp_path: Path) -> None:
     result = cli("apply", "-f", bad, "-o", "json")
     assert result.code == 2
     problem = json.loads(result.err)["error"]["problems"][0]
-    assert problem == {"file": str(bad), "line": 17, "column": 26,
-                       "path": "projects[0].environments[1].type", "message": "unknown env type 'prod'"}
+    assert problem == {
+        "file": str(bad),
+        "line": 17,
+        "column": 26,
+        "path": "projects[0].environments[1].type",
+        "message": "unknown env type 'prod'",
+    }

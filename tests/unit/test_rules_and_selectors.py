@@ -76,10 +76,15 @@ def test_resolution_ignores_rule_order(rule_list: list[ModuleRule], env: Environ
 
 label_values = st.frozensets(st.sampled_from(["eu", "us", "gold"]), min_size=1)
 expressions = st.one_of(
-    st.builds(LabelExpression, st.sampled_from(["region", "tier"]), st.sampled_from([LabelOp.IN, LabelOp.NOT_IN]),
-              label_values),
-    st.builds(LabelExpression, st.sampled_from(["region", "tier"]),
-              st.sampled_from([LabelOp.EXISTS, LabelOp.DOES_NOT_EXIST])),
+    st.builds(
+        LabelExpression,
+        st.sampled_from(["region", "tier"]),
+        st.sampled_from([LabelOp.IN, LabelOp.NOT_IN]),
+        label_values,
+    ),
+    st.builds(
+        LabelExpression, st.sampled_from(["region", "tier"]), st.sampled_from([LabelOp.EXISTS, LabelOp.DOES_NOT_EXIST])
+    ),
 )
 selectors = st.builds(
     Selector,

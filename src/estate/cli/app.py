@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from estate.cli import estate_cmds, inventory
+from estate.cli import deploy_cmds, estate_cmds, inventory, rollout_cmds
 from estate.cli.context import Context, get_context, set_context
 from estate.cli.output import Format, report_error, stderr
 from estate.errors import EstateError
@@ -38,6 +38,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks f
 
 estate_cmds.register(app)
 inventory.register(app)
+deploy_cmds.register(app)
+rollout_cmds.register(app)
 
 
 def _requested_format(argv: list[str]) -> Format | None:

@@ -34,6 +34,7 @@ def rollout_service(ctx: Context, *, quiet: bool = False) -> RolloutService:
             dict(estate_settings.get("prometheus") or {}), os.environ, url=ctx.settings.prometheus_url
         )
         gates = PrometheusGates(client, store.load_estate, utcnow, time.sleep)
+        annotator = GrafanaAnnotator.from_settings(dict(estate_settings.get("grafana") or {}), os.environ)
         return EngineConfig(
             store,
             runner,
@@ -41,6 +42,7 @@ def rollout_service(ctx: Context, *, quiet: bool = False) -> RolloutService:
             max_parallel=runner.config.max_parallel,
             gates=gates,
             on_log=(lambda rollout_id, line: None) if quiet else _progress,
+            observers=(GrafanaObserver(annotator),) if annotator else (),
         )
 
     return RolloutService(store, runner, engine, now=utcnow, max_parallel=runner.config.max_parallel)

@@ -1,7 +1,7 @@
 """A generic JSON codec for the domain's frozen dataclasses, so specs and rollout state persist as data.
 
 Unions of dataclasses carry their class name under `"__type__"`; enums store their value; tuples,
-frozensets and mappings become lists and objects.
+frozensets and mappings become lists and objects; datetimes become ISO 8601 strings.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from datetime import datetime
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -26,6 +27,8 @@ def encode(value: Any) -> JSON:
         return out
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, Mapping):
         return {str(k): encode(v) for k, v in value.items()}
     if isinstance(value, frozenset | set):
@@ -53,6 +56,8 @@ def decode(hint: Any, data: JSON) -> Any:
         return hint(**kwargs)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(data)
+    if hint is datetime:
+        return datetime.fromisoformat(data)
     if origin is tuple:
         args = get_args(hint)
         item = args[0] if len(args) == 2 and args[1] is Ellipsis else None

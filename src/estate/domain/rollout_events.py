@@ -1,0 +1,214 @@
+"""What goes into the rollout state machine (commands, observations) and what comes out (actions, log).
+
+Every event is one frozen dataclass, so fields can be added later without breaking callers.
+
+- **Commands** come from a human (CLI, API) and carry the `actor`.
+- **Observations** come from the engine: what a runner or a gate reported, or that time passed.
+- **Actions** are what the engine must do next. Each carries a deterministic `key`; performing an
+  action twice with one key must have the effect of performing it once, so an engine that crashed
+  after persisting the state can simply perform the outstanding actions again.
+- **Transitions** are the entries of the append-only rollout event log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from estate.domain.ids import EnvRef
+from estate.domain.plans import PrometheusGate
+from estate.domain.rollout_state import DeploymentKind, GateResult
+
+_NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """Begin with wave 1."""
+
+    actor: str
+
+
+@dataclass(frozen=True)
+class Promote:
+    """Accept the current wave (its exit gates passed) and move on to the next one."""
+
+    actor: str
+
+
+@dataclass(frozen=True)
+class Approve:
+    """Approve the current wave's entry approval gates that `actor` may approve (a role in `roles`;
+    with `four_eyes`, not the one who started the rollout). With `override`, also accept a halted
+    wave (failed or inconclusive) as if it had passed; it then awaits promotion."""
+
+    actor: str
+    override: bool = False
+    roles: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Start nothing new; in-flight deployments finish and are recorded."""
+
+    actor: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Undo `Pause`: carry on where the rollout stands."""
+
+    actor: str
+
+
+@dataclass(frozen=True)
+class Abort:
+    """End the rollout: nothing new starts; in-flight deployments finish and are recorded."""
+
+    actor: str
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """Roll a wave (default: the current one) back: each environment this rollout changed there goes
+    back to its own previous version. Rolling back an earlier wave makes it current again."""
+
+    actor: str
+    wave: int | None = None
+
+
+@dataclass(frozen=True)
+class Retarget:
+    """Use `version` for every deployment started from now on (in-flight ones keep theirs)."""
+
+    actor: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """Run a settled wave (default: the current one) again; it becomes the current wave. With
+    `only_failed`, environments that succeeded in its last run are kept."""
+
+    actor: str
+    wave: int | None = None
+    only_failed: bool = False
+
+
+Command = Start | Promote | Approve | Pause | Resume | Abort | Rollback | Retarget | Rerun
+COMMANDS: tuple[type[Command], ...] = (Start, Promote, Approve, Pause, Resume, Abort, Rollback, Retarget, Rerun)
+
+# -- observations --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentStarted:
+    """The engine started the deployment of action `key` for `env`; the runner calls it `deployment_id`."""
+
+    key: str
+    env: EnvRef
+    deployment_id: str
+
+
+@dataclass(frozen=True)
+class DeploymentFinished:
+    """The deployment of action `key` for `env` ended."""
+
+    key: str
+    env: EnvRef
+    deployment_id: str
+    succeeded: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GateEvaluated:
+    """The engine evaluated exit gate `gate_index` of `wave` for the `EvaluateGate` action `key`."""
+
+    key: str
+    wave: int
+    gate_index: int
+    result: GateResult
+    details: Mapping[str, Any] = field(default_factory=lambda: _NO_DETAILS)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed: bake gates may have elapsed; outstanding gate evaluations are asked for again."""
+
+
+Observation = DeploymentStarted | DeploymentFinished | GateEvaluated | Tick
+Event = Command | Observation
+
+# -- actions -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartDeployment:
+    """Deploy `module@version` to `env`. Before running it the engine pins `env` to `version` with an
+    env-scoped module rule owned by the rollout, so the deployment and every later resolution agree
+    (a rollback therefore restores the previous pin). One deployment per key, whatever the retries."""
+
+    key: str
+    env: EnvRef
+    module: str
+    version: str
+    kind: DeploymentKind
+
+
+@dataclass(frozen=True)
+class EvaluateGate:
+    """Evaluate Prometheus exit gate `gate_index` of `wave` over `envs`, not before `not_before`, and
+    report `GateEvaluated` with the same key. Bake gates never need this: the machine times them."""
+
+    key: str
+    wave: int
+    gate_index: int
+    gate: PrometheusGate
+    envs: tuple[EnvRef, ...]
+    not_before: datetime
+
+
+@dataclass(frozen=True)
+class WakeAt:
+    """Send a `Tick` at (or soon after) `when`; a bake gate ends then."""
+
+    key: str
+    when: datetime
+
+
+@dataclass(frozen=True)
+class Finalize:
+    """Every wave succeeded: make `module@version` the estate's truth and release the rollout's pins."""
+
+    key: str
+    module: str
+    version: str
+
+
+Action = StartDeployment | EvaluateGate | WakeAt | Finalize
+
+# -- log -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One entry of the append-only rollout event log: `subject` went from `before` to `after`."""
+
+    at: datetime
+    subject: str  # "rollout", "target", "wave 1", "wave 1 gate 0", "env checkout/eph-1"
+    before: str
+    after: str
+    reason: str = ""
+    actor: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.subject} {self.before} -> {self.after}"
+        if self.reason:
+            text += f" ({self.reason})"
+        return f"{text} by {self.actor}" if self.actor else text

@@ -1,0 +1,349 @@
+"""How the current wave of a rollout moves forward on its own; part of the rollout state machine.
+
+`estate.domain.rollout` handles each event, then calls `settle` here, which drives the current wave
+as far as it can go without new input: start deployments up to `max_parallel`, apply `on_failure`
+once failures exceed the tolerance, run exit gates one after the other (bake timed with `now`,
+Prometheus asked of the engine), promote automatically, finalize after the last wave. Every step
+that starts something appends an action, every change of phase or status a log `Transition`.
+Pure, like the rest of the machine: no I/O, no clock, no randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from estate.domain.plans import BakeGate, OnFailure, PrometheusGate
+from estate.domain.rollout_events import (
+    Action,
+    EvaluateGate,
+    Finalize,
+    StartDeployment,
+    Transition,
+    WakeAt,
+)
+from estate.domain.rollout_state import (
+    DeploymentKind,
+    EnvState,
+    EnvStatus,
+    GateRecord,
+    GateResult,
+    RolloutPhase,
+    RolloutState,
+    WavePhase,
+    WaveState,
+    approval_gates,
+    exit_gate_indexes,
+)
+
+Phase = RolloutPhase
+
+#: Rollout phases in which nothing is driven forward.
+FROZEN = frozenset({Phase.PENDING, Phase.PAUSED, Phase.COMPLETED, Phase.ABORTED})
+
+_PHASE_OF_WAVE: Mapping[WavePhase, RolloutPhase] = MappingProxyType(
+    {
+        WavePhase.PENDING: Phase.RUNNING,
+        WavePhase.AWAITING_APPROVAL: Phase.AWAITING_APPROVAL,
+        WavePhase.DEPLOYING: Phase.RUNNING,
+        WavePhase.VERIFYING: Phase.RUNNING,
+        WavePhase.ROLLING_BACK: Phase.RUNNING,
+        WavePhase.AWAITING_PROMOTION: Phase.AWAITING_PROMOTION,
+        WavePhase.SUCCEEDED: Phase.COMPLETED,  # only the last wave stays current once it succeeded
+        WavePhase.FAILED: Phase.HALTED,
+        WavePhase.INCONCLUSIVE: Phase.HALTED,
+        WavePhase.ROLLED_BACK: Phase.FAILED,
+    }
+)
+
+
+class Draft:
+    """The decision being built: the state so far, the actions and the log, for one event."""
+
+    def __init__(self, state: RolloutState, now: datetime, actor: str | None) -> None:
+        self.state = state
+        self.now = now
+        self.actor = actor
+        self.actions: list[Action] = []
+        self.log: list[Transition] = []
+
+    def note(self, subject: str, before: str, after: str, reason: str = "") -> None:
+        self.log.append(Transition(self.now, subject, before, after, reason, self.actor))
+
+    def put_wave(self, wave: WaveState) -> None:
+        waves = list(self.state.waves)
+        waves[wave.number - 1] = wave
+        self.state = replace(self.state, waves=tuple(waves))
+
+    def wave_to(self, number: int, phase: WavePhase, reason: str = "", **changes: Any) -> None:
+        wave = self.state.wave(number)
+        if wave.phase != phase:
+            self.note(f"wave {number}", wave.phase, phase, reason)
+        self.put_wave(replace(wave, phase=phase, reason=reason, **changes))
+
+    def env_to(self, env: EnvState, status: EnvStatus, why: str = "", **changes: Any) -> None:
+        if env.status != status:
+            self.note(f"env {env.env}", env.status, status, why)
+        new = replace(env, status=status, **changes)
+        self.state = replace(self.state, envs=tuple(new if e.env == env.env else e for e in self.state.envs))
+
+
+def approved(wave: WaveState) -> set[int]:
+    return {a.gate_index for a in wave.approvals}
+
+
+def settle(d: Draft, *, retry_gate: bool = False) -> None:
+    """Drive the current wave until it has to wait; with `retry_gate`, ask again for an unanswered gate."""
+    if d.state.phase in FROZEN:
+        return
+    while _step(d):
+        pass
+    if retry_gate:
+        action = gate_action(d.state, d.state.current_wave)
+        if action is not None and action not in d.actions:
+            d.actions.append(action)
+
+
+def _step(d: Draft) -> bool:
+    """Move the current wave on by one transition; False when it has to wait for something."""
+    wave = d.state.current_wave
+    match wave.phase:
+        case WavePhase.AWAITING_APPROVAL:
+            return _drive_approval(d, wave)
+        case WavePhase.DEPLOYING:
+            return _drive_deploy(d, wave)
+        case WavePhase.VERIFYING:
+            return _drive_verify(d, wave)
+        case WavePhase.ROLLING_BACK:
+            return _drive_rollback(d, wave)
+        case _:
+            return False
+
+
+def _drive_approval(d: Draft, wave: WaveState) -> bool:
+    if any(i not in approved(wave) for i, _ in approval_gates(d.state.spec(wave.number))):
+        return False
+    d.wave_to(wave.number, WavePhase.DEPLOYING, "approved")
+    return True
+
+
+def _drive_deploy(d: Draft, wave: WaveState) -> bool:
+    spec, envs = d.state.spec(wave.number), d.state.envs_of(wave.number)
+    failed = sum(1 for e in envs if e.status is EnvStatus.FAILED)
+    if failed > spec.failure_tolerance.allowed(len(envs)):
+        reason = f"{failed} of {len(envs)} environments failed (tolerance {spec.failure_tolerance})"
+        _on_failure(d, wave.number, reason)
+        return True
+    pending = [e for e in envs if e.status is EnvStatus.PENDING]
+    in_flight = sum(1 for e in envs if e.status.in_flight)
+    for env in pending[: max(max(spec.max_parallel, 1) - in_flight, 0)]:
+        _start_deployment(d, env, DeploymentKind.DEPLOY)
+    if pending or in_flight:
+        return False
+    d.wave_to(wave.number, WavePhase.VERIFYING, verify_started_at=d.now)
+    _next_gate(d, wave.number)
+    return True
+
+
+def _drive_verify(d: Draft, wave: WaveState) -> bool:
+    n, index = wave.number, wave.gate_index
+    if index is None:
+        return False
+    gate = d.state.spec(n).gates[index]
+    if isinstance(gate, BakeGate):
+        return _drive_bake(d, wave, index, gate)
+    record = wave.record(index)
+    if record is None:
+        return False
+    if record.result is GateResult.PASSED:
+        _next_gate(d, n)
+    elif record.result is GateResult.FAILED:
+        _on_failure(d, n, f"gate {index} failed")
+    else:
+        d.wave_to(n, WavePhase.INCONCLUSIVE, f"gate {index} was inconclusive")
+    return True
+
+
+def _drive_bake(d: Draft, wave: WaveState, index: int, gate: BakeGate) -> bool:
+    if d.now < _bake_ends(wave, gate):
+        return False
+    record = GateRecord(index, GateResult.PASSED, d.now, MappingProxyType({"baked_seconds": gate.seconds}))
+    d.put_wave(replace(wave, gates=(*wave.gates, record)))
+    d.note(f"wave {wave.number} gate {index}", "baking", GateResult.PASSED, f"baked {gate.seconds}s")
+    _next_gate(d, wave.number)
+    return True
+
+
+def _drive_rollback(d: Draft, wave: WaveState) -> bool:
+    n, spec = wave.number, d.state.spec(wave.number)
+    in_flight = d.state.in_flight(n)
+    slots = max(max(spec.max_parallel, 1) - in_flight, 0)
+    starting, rest = wave.rollback_queue[:slots], wave.rollback_queue[slots:]
+    d.put_wave(replace(wave, rollback_queue=rest))
+    for ref in starting:
+        env = d.state.env(ref)
+        if env is not None:
+            _start_deployment(d, env, DeploymentKind.ROLLBACK)
+    if rest or in_flight or starting:
+        return False
+    stuck = [str(e.env) for e in d.state.envs_of(n) if e.changed]
+    if stuck:
+        d.wave_to(n, WavePhase.FAILED, f"rollback did not restore {', '.join(stuck)}")
+    else:
+        d.wave_to(n, WavePhase.ROLLED_BACK, wave.reason)
+    return True
+
+
+def _start_deployment(d: Draft, env: EnvState, kind: DeploymentKind) -> None:
+    attempts = env.attempts + 1
+    key = f"{d.state.id}:{env.env}:{kind}-{attempts}"
+    deploy = kind is DeploymentKind.DEPLOY
+    version = d.state.version if deploy else env.previous_version
+    status = EnvStatus.DEPLOYING if deploy else EnvStatus.ROLLING_BACK
+    d.env_to(
+        env,
+        status,
+        version,
+        attempts=attempts,
+        key=key,
+        kind=kind,
+        target=version,
+        deployment_id=None,
+        changed=env.changed or deploy,
+        reason="",
+    )
+    d.actions.append(StartDeployment(key, env.env, d.state.module, version, kind))
+
+
+def _on_failure(d: Draft, n: int, reason: str) -> None:
+    if d.state.spec(n).on_failure is OnFailure.ROLLBACK:
+        begin_rollback(d, n, reason)
+    else:
+        d.wave_to(n, WavePhase.FAILED, reason)
+
+
+def begin_rollback(d: Draft, n: int, reason: str) -> None:
+    """Roll wave `n` back: queue every environment this rollout changed there that is not in flight
+    (in-flight deploys join the queue when they end). On a wave already rolling back, this queues
+    again the environments whose rollback failed, and changes nothing else."""
+    wave, envs = d.state.wave(n), d.state.envs_of(n)
+    queue = tuple(e.env for e in envs if e.changed and not e.status.in_flight)
+    if wave.phase is WavePhase.ROLLING_BACK:
+        d.put_wave(replace(wave, rollback_queue=queue))
+        return
+    for env in envs:
+        if env.status is EnvStatus.PENDING and not env.changed:
+            d.env_to(env, EnvStatus.SKIPPED, "wave rolled back")
+    d.wave_to(n, WavePhase.ROLLING_BACK, reason, rollback_queue=queue, gate_index=None)
+
+
+def queue_for_rollback(d: Draft, env: EnvState) -> None:
+    """`env` of a wave rolling back finished deploying: queue it, keeping the wave's order."""
+    wave = d.state.wave(env.wave)
+    queued = {*wave.rollback_queue, env.env}
+    d.put_wave(replace(wave, rollback_queue=tuple(r for r in wave.envs if r in queued)))
+
+
+def _next_gate(d: Draft, n: int) -> None:
+    """Ask for the first exit gate without a result, or pass the wave when there is none left."""
+    wave, spec = d.state.wave(n), d.state.spec(n)
+    remaining = [i for i in exit_gate_indexes(spec) if wave.record(i) is None]
+    if not remaining:
+        _gates_passed(d, n)
+        return
+    wave = replace(wave, gate_index=remaining[0], gate_started_at=d.now)
+    d.put_wave(wave)
+    action = gate_action(d.state, wave)
+    if action is not None:
+        d.actions.append(action)
+
+
+def _gates_passed(d: Draft, n: int) -> None:
+    if n == len(d.state.waves):
+        succeed(d, n, "last wave passed its gates")
+    elif d.state.spec(n).auto_promote:
+        succeed(d, n, "auto-promoted")
+    else:
+        d.wave_to(n, WavePhase.AWAITING_PROMOTION, "gates passed")
+
+
+def succeed(d: Draft, n: int, reason: str) -> None:
+    """Wave `n` is done: enter the next one, or finalize after the last."""
+    d.wave_to(n, WavePhase.SUCCEEDED, reason)
+    if n == len(d.state.waves):
+        d.actions.append(finalize_action(d.state))
+    else:
+        enter(d, n + 1)
+
+
+def enter(d: Draft, n: int, only_failed: bool = False) -> None:
+    """Make wave `n` current and start a fresh run of it (approval first when it has approval gates)."""
+    wave = d.state.wave(n)
+    for env in d.state.envs_of(n):
+        if not (only_failed and env.status is EnvStatus.SUCCEEDED):
+            d.env_to(env, EnvStatus.PENDING, reason="")
+    d.state = replace(d.state, current=n)
+    fresh: dict[str, Any] = {
+        "run": wave.run + 1,
+        "verify_started_at": None,
+        "gate_index": None,
+        "gate_started_at": None,
+        "gates": (),
+        "approvals": (),
+        "overridden_by": None,
+        "rollback_queue": (),
+    }
+    d.put_wave(replace(wave, **fresh))
+    if not wave.envs:
+        succeed(d, n, "no environments")
+    elif approval_gates(d.state.spec(n)):
+        d.wave_to(n, WavePhase.AWAITING_APPROVAL)
+    else:
+        d.wave_to(n, WavePhase.DEPLOYING)
+
+
+def reset_after(d: Draft, n: int, reason: str) -> None:
+    """Waves after `n` up to the current one go back to pending; wave `n` becomes current."""
+    for later in range(n + 1, d.state.current + 1):
+        d.wave_to(later, WavePhase.PENDING, reason)
+    d.state = replace(d.state, current=n)
+
+
+def sync_phase(d: Draft, before: RolloutPhase) -> None:
+    state = d.state
+    phase = state.phase if state.phase in FROZEN else _PHASE_OF_WAVE[state.current_wave.phase]
+    reason = state.current_wave.reason if phase in (Phase.HALTED, Phase.FAILED) else ""
+    if phase != before:
+        d.note("rollout", before, phase, reason)
+    d.state = replace(state, phase=phase, reason=reason)
+
+
+# -- keys and actions ----------------------------------------------------------------------------
+
+
+def gate_action(state: RolloutState, wave: WaveState) -> Action | None:
+    """What an unanswered exit gate of `wave` waits on: a Prometheus evaluation or the end of a bake."""
+    index = wave.gate_index
+    if wave.phase is not WavePhase.VERIFYING or index is None or wave.record(index) is not None:
+        return None
+    gate = state.spec(wave.number).gates[index]
+    key = f"{state.id}:wave-{wave.number}:run-{wave.run}:gate-{index}"
+    if isinstance(gate, BakeGate):
+        return WakeAt(f"{key}:wake", _bake_ends(wave, gate))
+    if isinstance(gate, PrometheusGate):
+        envs = tuple(e.env for e in state.envs_of(wave.number) if e.status is EnvStatus.SUCCEEDED)
+        return EvaluateGate(key, wave.number, index, gate, envs, wave.gate_started_at or state.created_at)
+    return None
+
+
+def _bake_ends(wave: WaveState, gate: BakeGate) -> datetime:
+    if wave.verify_started_at is None:
+        raise RuntimeError(f"wave {wave.number} is verifying without a verification start time")
+    return wave.verify_started_at + timedelta(seconds=gate.seconds)
+
+
+def finalize_action(state: RolloutState) -> Finalize:
+    return Finalize(f"{state.id}:finalize:{state.version}", state.module, state.version)

@@ -1,0 +1,272 @@
+"""Deployments, for real: the API the CLI and the rollout engine use (implements `ports.Runner`).
+
+    service = DeploymentService(store, settings, now=utcnow)
+    service.recover()                                   # once at start: mark orphans failed (interrupted)
+    dep_id = service.create(EnvRef("checkout", "eph-1"), DeploymentKind.DEPLOY, triggered_by="rollout:r1",
+                            rollout_id="r1")            # queued, with the resolved graph snapshot
+    outcome = service.run(dep_id)                       # blocking; a Deployment in a terminal status
+    rb_id = service.rollback_to(env, earlier_id, triggered_by="alex")
+    with LocalPool(service) as pool:                    # bounded by runner.max_parallel
+        futures = [pool.submit(i) for i in ids]
+
+`create` snapshots the graph from the store's current estate (rollout pins are env-scoped rules, so
+a pinned `postgres@2.0.0` is in it). `run` is idempotent: a finished deployment returns its record
+unchanged, a queued one runs, one left `planning`/`applying` by a dead process is marked
+`failed (interrupted)`. Status is persisted before each step starts. Operation failures (a failed
+apply, a timeout) are *returned* as a failed record; only bad calls raise (NotFoundError,
+EnvironmentBusy when another deployment of the same environment is running: the second one is
+refused, not queued, and is recorded as cancelled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from estate.domain.deployments import INTERRUPTED, Deployment, DeploymentKind, DeploymentStatus
+from estate.domain.graph import ResolvedGraph, resolve_graph
+from estate.domain.ids import EnvRef
+from estate.errors import ComponentError, ConflictError, InputError
+from estate.runners import render
+from estate.runners.config import RunnerConfig
+from estate.runners.events import Collector, Event, estate_event
+from estate.runners.locks import EnvironmentBusy, clear_stale_state_lock, environment_lock
+from estate.runners.process import CancelToken, ProcessResult
+from estate.runners.recorder import EventRecorder
+from estate.runners.secrets import check_key, seal
+from estate.runners.toolchain import Toolchain, find_toolchain
+from estate.runners.workspace import Workspace
+from estate.settings import Settings
+from estate.store.deployments import DeploymentRepository
+from estate.store.repository import Store
+
+DeploymentOutcome = Deployment  # what `run` returns: the final record
+EventListener = Callable[[int, Event], None]
+
+
+class DeploymentService:
+    """Creates, runs, cancels and recovers deployments with the configured Terraform/OpenTofu."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime],
+        config: RunnerConfig | None = None,
+        listener: EventListener | None = None,
+    ) -> None:
+        self.repo = DeploymentRepository(store)
+        self.settings = settings
+        self.now = now
+        self.listener = listener
+        self._config = config
+        self._toolchain: Toolchain | None = None
+        self._lock = threading.Lock()
+        self._running: dict[int, CancelToken] = {}
+
+    @property
+    def config(self) -> RunnerConfig:
+        if self._config is None:
+            self._config = RunnerConfig.build(self.settings, self.repo.load_estate().settings)
+        return self._config
+
+    def toolchain(self) -> Toolchain:
+        """The checked binary (ComponentError naming it when missing or older than 1.0); cached."""
+        with self._lock:
+            if self._toolchain is None:
+                self._toolchain = find_toolchain(self.config.binary, self.config.environ)
+            return self._toolchain
+
+    def get(self, deployment_id: int) -> Deployment:
+        return self.repo.get(deployment_id)
+
+    def create(
+        self,
+        env: EnvRef,
+        kind: DeploymentKind = DeploymentKind.DEPLOY,
+        *,
+        triggered_by: str,
+        rollout_id: str | None = None,
+        graph: ResolvedGraph | None = None,
+    ) -> int:
+        """Record a queued deployment; the graph is resolved now unless given (GraphError if it can't be)."""
+        check_key(self.config.secret_key)
+        graph = graph or resolve_graph(self.repo.load_estate(), env)
+        return self.repo.create(env, kind, triggered_by, graph, self.now(), rollout_id).id
+
+    def rollback_to(self, env: EnvRef, deployment_id: int, *, triggered_by: str, rollout_id: str | None = None) -> int:
+        """Queue a `rollback` that re-applies `deployment_id`'s graph (same module versions and inputs)."""
+        target = self.repo.get(deployment_id)
+        if target.env != env:
+            raise InputError(f"deployment {deployment_id} belongs to {target.env}, not {env}")
+        if target.kind is DeploymentKind.PLAN or target.status is not DeploymentStatus.SUCCEEDED:
+            raise ConflictError(
+                f"deployment {deployment_id} is a {target.status} {target.kind}; "
+                "only a succeeded deploy or rollback can be rolled back to"
+            )
+        new_id = self.create(
+            env, DeploymentKind.ROLLBACK, triggered_by=triggered_by, rollout_id=rollout_id, graph=target.graph
+        )
+        versions = ", ".join(f"{k}={v}" for k, v in target.graph.versions().items())
+        self.repo.append_events(new_id, 0, [estate_event("step", f"rollback to deployment {target.id} ({versions})")])
+        return new_id
+
+    def run(self, deployment_id: int) -> Deployment:
+        dep = self.repo.get(deployment_id)
+        if dep.status.is_terminal:
+            return dep
+        try:
+            with environment_lock(self.config.lock_path(dep.env), str(dep.env), f"deployment {dep.id}"):
+                dep = self.repo.get(deployment_id)  # re-read: we may have waited for nothing
+                if dep.status.is_terminal:
+                    return dep
+                if dep.status.is_active:
+                    return self._interrupted(dep)
+                return self._execute(dep)
+        except EnvironmentBusy as busy:
+            if dep.status is DeploymentStatus.QUEUED:
+                self.repo.transition(dep.id, DeploymentStatus.CANCELLED, self.now(), reason=busy.message)
+            raise
+
+    def cancel(self, deployment_id: int) -> bool:
+        with self._lock:
+            token = self._running.get(deployment_id)
+        if token is not None:
+            token.cancel()
+            return True
+        dep = self.repo.get(deployment_id)
+        if dep.status is DeploymentStatus.QUEUED:
+            self.repo.transition(dep.id, DeploymentStatus.CANCELLED, self.now(), reason="cancelled before it started")
+            return True
+        return False
+
+    def recover(self) -> list[Deployment]:
+        """Mark deployments left `planning`/`applying` by a dead process `failed (interrupted)`."""
+        recovered = []
+        for dep in self.repo.list(statuses=(DeploymentStatus.PLANNING, DeploymentStatus.APPLYING), limit=1000):
+            try:
+                with environment_lock(self.config.lock_path(dep.env), str(dep.env), "recovery"):
+                    current = self.repo.get(dep.id)  # it may have finished since we listed it
+                    if current.status.is_active:
+                        recovered.append(self._interrupted(current))
+            except EnvironmentBusy:
+                continue  # a live process is running it
+        return recovered
+
+    def _interrupted(self, dep: Deployment) -> Deployment:
+        # We hold the environment lock, so no Terraform of ours is running for it: its local
+        # state lock, if one is left, is stale.
+        if not self.config.backend:
+            clear_stale_state_lock(self.config.state_dir(dep.env) / "terraform.tfstate")
+        return self.repo.transition(dep.id, DeploymentStatus.FAILED, self.now(), reason=INTERRUPTED)
+
+    def _execute(self, dep: Deployment) -> Deployment:
+        token = CancelToken()
+        with self._lock:
+            self._running[dep.id] = token
+        recorder = EventRecorder(self.repo, dep.id, self.listener)
+        run = _Run(self, dep, recorder, token)
+        try:
+            return run.execute()
+        except Exception as exc:
+            # A bug or a broken disk/database: record it rather than leave the status dangling.
+            if not run.dep.status.is_terminal:
+                with contextlib.suppress(Exception):
+                    run.move(DeploymentStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            recorder.flush()
+            with self._lock:
+                self._running.pop(dep.id, None)
+
+
+class _Run:
+    """One execution of one deployment: the steps, in order, each announced before it starts."""
+
+    def __init__(
+        self, service: DeploymentService, dep: Deployment, recorder: EventRecorder, token: CancelToken
+    ) -> None:
+        self.service = service
+        self.repo = service.repo
+        self.dep = dep
+        self.recorder = recorder
+        self.token = token
+        self.deadline = time.monotonic() + service.config.timeout_seconds
+
+    def move(self, status: DeploymentStatus, reason: str | None = None) -> Deployment:
+        self.recorder.flush()
+        self.dep = self.repo.transition(self.dep.id, status, self.service.now(), reason)
+        return self.dep
+
+    def execute(self) -> Deployment:
+        self.move(DeploymentStatus.PLANNING)
+        if self.token.cancelled:
+            return self.move(DeploymentStatus.CANCELLED, "cancelled before it started")
+        try:
+            toolchain = self.service.toolchain()
+        except ComponentError as exc:
+            self.recorder.error(exc.message)
+            return self.move(DeploymentStatus.FAILED, exc.message)
+        self.repo.record_result(self.dep.id, now=self.service.now(), tool_version=str(toolchain))
+        ws = Workspace(self.service.config, toolchain, self.dep.graph)
+        ws.render()
+        failed = self.step("init", ws.init(self.recorder.sink(), self.deadline, self.token), Collector())
+        if failed:
+            return failed
+        unknown = ws.write_outputs()
+        if unknown:
+            self.recorder.error("; ".join(unknown))
+            return self.move(DeploymentStatus.FAILED, f"graph: {unknown[0]}")
+        plan = Collector()
+        result = ws.plan(self.recorder.sink(plan), self.deadline, self.token)
+        self.repo.record_result(self.dep.id, now=self.service.now(), plan_summary=plan.plan_summary())
+        failed = self.step("plan", result, plan, ok=(0, 2))
+        if failed or self.dep.kind is DeploymentKind.PLAN:
+            return failed or self.move(DeploymentStatus.SUCCEEDED)
+        self.move(DeploymentStatus.APPLYING)
+        applied = Collector()
+        result = ws.apply(self.recorder.sink(applied), self.deadline, self.token)
+        graph = self.dep.graph
+        outputs = {render.output_key(graph, k): v for k, v in applied.outputs.items()}
+        secrets = {render.output_key(graph, k): v for k, v in applied.secrets.items()}
+        self.repo.record_result(
+            self.dep.id, now=self.service.now(), outputs=outputs, secrets=seal(secrets, self.service.config.secret_key)
+        )
+        return self.step("apply", result, applied) or self.move(DeploymentStatus.SUCCEEDED)
+
+    def step(
+        self, name: str, result: ProcessResult | None, collected: Collector, ok: tuple[int, ...] = (0,)
+    ) -> Deployment | None:
+        """The terminal record if step `name` did not succeed, else None (a skipped step succeeded)."""
+        if result is None or (result.stopped is None and result.returncode in ok):
+            return None
+        if result.stopped == "cancelled":
+            return self.move(DeploymentStatus.CANCELLED, f"cancelled during {name}")
+        if result.stopped == "timeout":
+            limit = self.service.config.timeout_seconds
+            reason = (
+                f"timeout: the deployment exceeded its {limit:g}s limit during {name}; the process group was killed"
+            )
+            self.recorder.error(reason)
+            return self.move(DeploymentStatus.FAILED, reason)
+        detail = collected.errors[0] if collected.errors else _stderr_summary(result.stderr)
+        return self.move(DeploymentStatus.FAILED, f"{name} failed: {detail}")
+
+
+def _stderr_summary(stderr: str) -> str:
+    """The `Error: ...` paragraph of non-JSON output (init has no -json mode in Terraform 1.0)."""
+    lines = [line.strip() for line in stderr.splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Error")), None)
+    if start is None:
+        return " ".join(" ".join(lines).split())[:500] or "exit status non-zero"
+    paragraph: list[str] = []
+    for line in lines[start:]:
+        if not line and len(paragraph) > 1:
+            break
+        if line:
+            paragraph.append(line)
+    return " ".join(paragraph)[:500]

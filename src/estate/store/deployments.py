@@ -1,0 +1,203 @@
+"""The deployments repository: records, status transitions and the JSON event log of each deployment.
+
+Every write is its own short transaction, so a status is durable before the step it announces
+starts and a crash loses at most the events of the step in flight. Time comes in as `now`.
+Implements the runner's `DeploymentStore` port (`estate.runners.ports`) structurally.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.engine import Row
+
+from estate.domain.deployments import (
+    Deployment,
+    DeploymentKind,
+    DeploymentStatus,
+    OutputValue,
+    PlanSummary,
+    Transition,
+    TransitionRefused,
+)
+from estate.domain.graph import ResolvedGraph
+from estate.domain.ids import EnvRef
+from estate.domain.model import Estate
+from estate.errors import ConflictError, NotFoundError
+from estate.store import tables
+from estate.store.codec import decode_as, encode
+from estate.store.repository import Store
+
+_D = tables.deployments
+_E = tables.deployment_events
+
+
+class DeploymentRepository:
+    """Deployments of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def load_estate(self) -> Estate:
+        return self.store.load_estate()
+
+    def create(
+        self,
+        env: EnvRef,
+        kind: DeploymentKind,
+        triggered_by: str,
+        graph: ResolvedGraph,
+        now: datetime,
+        rollout_id: str | None = None,
+    ) -> Deployment:
+        """Record a new `queued` deployment and return it with its id."""
+        transitions = (Transition(DeploymentStatus.QUEUED, now),)
+        with self.store.engine.begin() as conn:
+            result = conn.execute(
+                insert(_D).values(
+                    project=env.project,
+                    env=env.env,
+                    kind=str(kind),
+                    status=str(DeploymentStatus.QUEUED),
+                    triggered_by=triggered_by,
+                    rollout_id=rollout_id,
+                    graph=encode(graph),
+                    transitions=_transitions_json(transitions),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return Deployment(
+            new_id, env, kind, DeploymentStatus.QUEUED, triggered_by, graph, transitions, rollout_id=rollout_id
+        )
+
+    def get(self, deployment_id: int) -> Deployment:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(_D).where(_D.c.id == deployment_id)).first()
+        if row is None:
+            raise NotFoundError(f"no deployment {deployment_id}", hint="see `estate deployment list`")
+        return _from_row(row)
+
+    def list(
+        self, env: EnvRef | None = None, *, statuses: Iterable[DeploymentStatus] = (), limit: int = 50
+    ) -> list[Deployment]:
+        """Newest first, optionally for one environment and/or some statuses."""
+        query = select(_D).order_by(_D.c.id.desc()).limit(limit)
+        if env is not None:
+            query = query.where(_D.c.project == env.project, _D.c.env == env.env)
+        wanted = [str(s) for s in statuses]
+        if wanted:
+            query = query.where(_D.c.status.in_(wanted))
+        with self.store.engine.connect() as conn:
+            return [_from_row(r) for r in conn.execute(query)]
+
+    def transition(
+        self, deployment_id: int, status: DeploymentStatus, now: datetime, reason: str | None = None
+    ) -> Deployment:
+        """Move to `status` (persisted at once); ConflictError if another writer moved it first."""
+        with self.store.engine.begin() as conn:
+            current = self._get(conn, deployment_id)
+            try:
+                moved = current.advance(status, now, reason)
+            except TransitionRefused as exc:
+                raise ConflictError(str(exc)) from exc
+            done = conn.execute(
+                update(_D)
+                .where(_D.c.id == deployment_id, _D.c.status == str(current.status))
+                .values(
+                    status=str(status),
+                    reason=moved.reason,
+                    updated_at=now,
+                    transitions=_transitions_json(moved.transitions),
+                )
+            )
+            if done.rowcount != 1:
+                raise ConflictError(f"deployment {deployment_id} changed status concurrently")
+        return moved
+
+    def record_result(
+        self,
+        deployment_id: int,
+        *,
+        now: datetime,
+        plan_summary: PlanSummary | None = None,
+        outputs: Mapping[str, OutputValue] | None = None,
+        secrets: str | None = None,
+        tool_version: str | None = None,
+    ) -> None:
+        """Store what a step produced; None leaves a field as it is."""
+        values: dict[str, Any] = {"updated_at": now}
+        if plan_summary is not None:
+            values["plan_summary"] = encode(plan_summary)
+        if outputs is not None:
+            values["outputs"] = {k: encode(v) for k, v in outputs.items()}
+        if secrets is not None:
+            values["secrets"] = secrets
+        if tool_version is not None:
+            values["tool_version"] = tool_version
+        with self.store.engine.begin() as conn:
+            conn.execute(update(_D).where(_D.c.id == deployment_id).values(**values))
+
+    def secrets(self, deployment_id: int) -> str | None:
+        """The encrypted sensitive outputs of a deployment (a Fernet token), if any were stored."""
+        with self.store.engine.connect() as conn:
+            token: str | None = conn.execute(select(_D.c.secrets).where(_D.c.id == deployment_id)).scalar()
+        return token
+
+    def append_events(self, deployment_id: int, first_seq: int, events: Sequence[Mapping[str, Any]]) -> None:
+        if not events:
+            return
+        rows = [{"deployment_id": deployment_id, "seq": first_seq + i, "event": dict(e)} for i, e in enumerate(events)]
+        with self.store.engine.begin() as conn:
+            conn.execute(insert(_E), rows)
+
+    def next_seq(self, deployment_id: int) -> int:
+        with self.store.engine.connect() as conn:
+            top = conn.execute(select(func.max(_E.c.seq)).where(_E.c.deployment_id == deployment_id)).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def events(self, deployment_id: int, after: int = -1) -> builtins.list[tuple[int, dict[str, Any]]]:
+        """`(seq, event)` pairs with seq > `after`, in order."""
+        query = (
+            select(_E.c.seq, _E.c.event).where(_E.c.deployment_id == deployment_id, _E.c.seq > after).order_by(_E.c.seq)
+        )
+        with self.store.engine.connect() as conn:
+            return [(int(seq), dict(event)) for seq, event in conn.execute(query)]
+
+    @staticmethod
+    def _get(conn: Connection, deployment_id: int) -> Deployment:
+        row = conn.execute(select(_D).where(_D.c.id == deployment_id)).first()
+        if row is None:
+            raise NotFoundError(f"no deployment {deployment_id}")
+        return _from_row(row)
+
+
+def _transitions_json(transitions: Iterable[Transition]) -> list[dict[str, str]]:
+    return [{"status": str(t.status), "at": t.at.isoformat()} for t in transitions]
+
+
+def _from_row(row: Row[Any]) -> Deployment:
+    r = row._mapping
+    summary = decode_as(PlanSummary, r["plan_summary"]) if r["plan_summary"] is not None else None
+    outputs = {k: decode_as(OutputValue, v) for k, v in (r["outputs"] or {}).items()}
+    return Deployment(
+        id=int(r["id"]),
+        env=EnvRef(r["project"], r["env"]),
+        kind=DeploymentKind(r["kind"]),
+        status=DeploymentStatus(r["status"]),
+        triggered_by=r["triggered_by"],
+        graph=decode_as(ResolvedGraph, r["graph"]),
+        transitions=tuple(
+            Transition(DeploymentStatus(t["status"]), datetime.fromisoformat(t["at"])) for t in r["transitions"]
+        ),
+        reason=r["reason"],
+        rollout_id=r["rollout_id"],
+        plan_summary=summary,
+        outputs=outputs,
+        tool_version=r["tool_version"],
+    )

@@ -1,0 +1,1 @@
+"""Fakes of Estate's ports for unit tests: small, in memory, honest about what they skip."""
