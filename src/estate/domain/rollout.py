@@ -44,6 +44,7 @@ from estate.domain.rollout_events import (
     EvaluateGate,
     Event,
     GateEvaluated,
+    Observation,
     Pause,
     Promote,
     Rerun,
@@ -148,6 +149,27 @@ def decide(state: RolloutState, event: Event, now: datetime) -> Decision:
     settle(draft, retry_gate=isinstance(event, Tick))
     sync_phase(draft, state.phase)
     return Decision(draft.state, tuple(draft.actions), tuple(draft.log))
+
+
+def decide_observations(state: RolloutState, events: Sequence[Observation], now: datetime) -> Decision:
+    """Apply a batch of observations, then drive the rollout once.
+
+    What an engine does with every result that arrived since its last turn: the same outcome as one
+    `decide` per event (deployments only ever start in `settle`), at the cost of one settle instead of
+    one per event. Stale observations are skipped; `refused` lists why, one line each.
+    """
+    draft = Draft(state, now, None)
+    refusals: list[str] = []
+    for event in events:
+        before = (draft.state, len(draft.actions), len(draft.log))
+        refusal = _HANDLERS[type(event)](draft, event)
+        if refusal is not None:
+            draft.state = before[0]
+            del draft.actions[before[1] :], draft.log[before[2] :]
+            refusals.append(refusal)
+    settle(draft, retry_gate=any(isinstance(e, Tick) for e in events))
+    sync_phase(draft, state.phase)
+    return Decision(draft.state, tuple(draft.actions), tuple(draft.log), "\n".join(refusals) or None)
 
 
 def outstanding(state: RolloutState) -> tuple[Action, ...]:

@@ -87,8 +87,7 @@ class Draft:
     def env_to(self, env: EnvState, status: EnvStatus, why: str = "", **changes: Any) -> None:
         if env.status != status:
             self.note(f"env {env.env}", env.status, status, why)
-        new = replace(env, status=status, **changes)
-        self.state = replace(self.state, envs=tuple(new if e.env == env.env else e for e in self.state.envs))
+        self.state = self.state.with_env(replace(env, status=status, **changes))
 
 
 def approved(wave: WaveState) -> set[int]:

@@ -12,7 +12,7 @@ Wave numbers are 1-based, as users see them (`rollout rollback R --wave 1`); gat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -178,6 +178,16 @@ class RolloutState:
     current: int = 1  # number of the current wave
     started_at: datetime | None = None
     reason: str = ""
+    # Where each environment sits in `envs` (derived, never stored). Membership is frozen, so every state
+    # of a rollout shares one index; `replace()` hands it on, which keeps each event O(1) in the estate size.
+    _index: dict[EnvRef, int] | None = field(default=None, compare=False, repr=False, metadata={"derived": True})
+
+    @property
+    def index(self) -> dict[EnvRef, int]:
+        if self._index is None:
+            object.__setattr__(self, "_index", {e.env: i for i, e in enumerate(self.envs)})
+        assert self._index is not None
+        return self._index
 
     def spec(self, number: int) -> Wave:
         return self.plan.waves[number - 1]
@@ -190,15 +200,24 @@ class RolloutState:
         return self.waves[self.current - 1]
 
     def env(self, ref: EnvRef) -> EnvState | None:
-        return next((e for e in self.envs if e.env == ref), None)
+        position = self.index.get(ref)
+        return None if position is None else self.envs[position]
 
     def envs_of(self, number: int) -> tuple[EnvState, ...]:
-        """The wave's environments, in its frozen membership order."""
-        by_ref = {e.env: e for e in self.envs if e.wave == number}
-        return tuple(by_ref[ref] for ref in self.wave(number).envs)
+        """The wave's environments, in its frozen membership order (`envs` holds them in that order)."""
+        members = self.wave(number).envs
+        if not members:
+            return ()
+        start = self.index[members[0]]
+        return self.envs[start : start + len(members)]
+
+    def with_env(self, env: EnvState) -> RolloutState:
+        """This state with `env` replacing the environment of the same name."""
+        i = self.index[env.env]
+        return replace(self, envs=(*self.envs[:i], env, *self.envs[i + 1 :]))
 
     def in_flight(self, number: int) -> int:
-        return sum(1 for e in self.envs if e.wave == number and e.status.in_flight)
+        return sum(1 for e in self.envs_of(number) if e.status.in_flight)
 
 
 def approval_gates(wave: Wave) -> tuple[tuple[int, ApprovalGate], ...]:

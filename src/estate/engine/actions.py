@@ -5,6 +5,8 @@ Every function here is idempotent by the action's key, so a resumed engine can r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, select
 
 from estate.domain.deployments import INTERRUPTED, Deployment, DeploymentKind, DeploymentStatus
@@ -28,28 +30,51 @@ def resource_type_of(estate: Estate, module_id: str) -> str:
     return module.resource_type
 
 
-def ensure_deployment(
-    store: Store, runner: Runner, rollout_id: str, action: StartDeployment, resource_type: str
-) -> Deployment:
-    """The deployment of `action`: the one already made for its key, or a new one after pinning the env."""
-    kind = _KINDS[action.kind]
+def ensure_deployments(
+    store: Store,
+    runner: Runner,
+    rollout_id: str,
+    actions: Sequence[StartDeployment],
+    resource_type: str,
+    *,
+    create: bool = True,
+) -> list[tuple[StartDeployment, Deployment | None]]:
+    """The deployment of each action: the one already made for its key, or (if `create`) a new one after
+    pinning the env to the action's version; None where there is none and none may be created.
+
+    Idempotent by key, batched: two transactions whatever the number of actions.
+    """
     with store.engine.begin() as conn:
-        existing = repo.deployment_for_action(conn, action.key)
-        orphan = None
-        if existing is None:
-            pin = ModuleRule(resource_type, action.module, action.version, action.env.project, None, action.env.env)
-            repo.set_pin(conn, rollout_id, pin)
-            orphan = repo.orphan_deployment(conn, rollout_id, action.env.project, action.env.env, str(kind))
-    if existing is not None:
-        dep = runner.get(existing)
-        if not (dep.status is DeploymentStatus.FAILED and dep.reason == INTERRUPTED):
-            return dep
-        # The engine died while Terraform ran: that run proves nothing, so the action runs again
-        # as a new deployment (the interrupted one stays in the history).
-    dep_id = orphan or runner.create(action.env, kind, triggered_by=f"rollout:{rollout_id}", rollout_id=rollout_id)
+        linked = repo.deployments_for_actions(conn, [a.key for a in actions])
+        fresh = [a for a in actions if a.key not in linked]
+        if create:
+            repo.set_pins(conn, rollout_id, [_pin(a, resource_type) for a in fresh])
+        orphans = repo.orphan_deployments(conn, rollout_id) if fresh and create else {}
+    found: dict[str, Deployment] = {}
+    for action in actions:
+        if action.key in linked:
+            dep = runner.get(linked[action.key])
+            if not (dep.status is DeploymentStatus.FAILED and dep.reason == INTERRUPTED):
+                found[action.key] = dep
+            # else: the engine died while Terraform ran; that run proves nothing, so the action runs again
+            # as a new deployment (the interrupted one stays in the history).
+    new_links: dict[str, int] = {}
+    for action in actions:
+        if action.key in found or not create:
+            continue
+        kind = _KINDS[action.kind]
+        orphan = orphans.pop((action.env.project, action.env.env, str(kind)), None)
+        new_links[action.key] = orphan or runner.create(
+            action.env, kind, triggered_by=f"rollout:{rollout_id}", rollout_id=rollout_id
+        )
     with store.engine.begin() as conn:
-        repo.link_deployment(conn, rollout_id, action.key, dep_id)
-    return runner.get(dep_id)
+        repo.link_deployments(conn, rollout_id, new_links)
+    found.update((key, runner.get(dep_id)) for key, dep_id in new_links.items())
+    return [(a, found.get(a.key)) for a in actions]
+
+
+def _pin(action: StartDeployment, resource_type: str) -> ModuleRule:
+    return ModuleRule(resource_type, action.module, action.version, action.env.project, None, action.env.env)
 
 
 def finalize(conn: Connection, rollout_id: str, action: Finalize, estate: Estate) -> list[str]:
@@ -72,8 +97,9 @@ def finalize(conn: Connection, rollout_id: str, action: Finalize, estate: Estate
     owner = f"rollout:{rollout_id}"
     others = [r for r in estate.rules if r.owner != owner and r.key != global_rule.key] + [global_rule]
     kept = []
+    envs = {e.ref: e for e in estate.environments}
     for pin in (r for r in estate.rules if r.owner == owner):
-        env = estate.environment(EnvRef(pin.project or "", pin.env or ""))
+        env = envs.get(EnvRef(pin.project or "", pin.env or ""))
         chosen = resolve_rule(others, resource_type, env.project, env.id, env.type) if env else None
         if chosen is not None and (chosen.module, chosen.version) == (pin.module, pin.version):
             repo.clear_pins(conn, rollout_id, pin.project, pin.env)

@@ -20,7 +20,7 @@ from typing import Any
 
 from estate.domain import rollout_events as ev
 from estate.domain.deployments import Deployment
-from estate.domain.rollout import Decision, decide, outstanding
+from estate.domain.rollout import Decision, decide, decide_observations, outstanding
 from estate.domain.rollout_state import GateResult, RolloutPhase, RolloutState
 from estate.engine import actions as act
 from estate.engine.gates import GateRunner
@@ -82,7 +82,7 @@ class RolloutEngine:
         self.deployments: dict[Future[Deployment], ev.StartDeployment] = {}
         self.gate_jobs: dict[Future[ev.GateEvaluated], ev.EvaluateGate] = {}
         self.timers: dict[str, datetime] = {}
-        self.inbox: list[ev.Event] = []
+        self.inbox: list[ev.Observation] = []
         self._resource_type: str | None = None
         self._lease_renewed_at: datetime | None = None
 
@@ -117,14 +117,14 @@ class RolloutEngine:
         now = self.cfg.now()
         self._renew(now)
         commands = self.repo.commands()
-        events: list[ev.Event] = self.inbox + self._finished() + self._due(now)
+        events: list[ev.Observation] = self.inbox + self._finished() + self._due(now)
         self.inbox = []
         state, decided = self._decide(commands, events, now)
         self._perform(state, decided, pool, gate_pool)
         return state
 
     def _decide(
-        self, commands: Sequence[tuple[int, ev.Command]], events: Sequence[ev.Event], now: datetime
+        self, commands: Sequence[tuple[int, ev.Command]], events: Sequence[ev.Observation], now: datetime
     ) -> tuple[RolloutState, list[ev.Action]]:
         state = self.repo.state()
         actions: list[ev.Action] = []
@@ -138,8 +138,8 @@ class RolloutEngine:
             summary = _describe(command) + (f": {decision.refused}" if decision.refused else "")
             log.append((kind, command.actor, summary, {"command": type(command).__name__}))
             state = _absorb(decision, actions, log, transitions)
-        for event in events:
-            state = _absorb(decide(state, event, now), actions, log, transitions)
+        if events:
+            state = _absorb(decide_observations(state, events, now), actions, log, transitions)
         if commands or events:
             self.repo.save(state, log, outcomes, now)
             for _, _, summary, _ in log:
@@ -152,10 +152,9 @@ class RolloutEngine:
     def _perform(
         self, state: RolloutState, actions: Sequence[ev.Action], pool: LocalPool, gate_pool: ThreadPoolExecutor
     ) -> None:
+        self._start_deployments(state, [a for a in actions if isinstance(a, ev.StartDeployment)], pool)
         for action in actions:
-            if isinstance(action, ev.StartDeployment):
-                self._start_deployment(state, action, pool)
-            elif isinstance(action, ev.EvaluateGate):
+            if isinstance(action, ev.EvaluateGate):
                 self._start_gate(state, action, gate_pool)
             elif isinstance(action, ev.WakeAt):
                 self.timers[action.key] = action.when
@@ -163,19 +162,30 @@ class RolloutEngine:
                 for line in self.repo.finalize(action):
                     self.cfg.on_log(self.id, line)
 
-    def _start_deployment(self, state: RolloutState, action: ev.StartDeployment, pool: LocalPool) -> None:
-        if any(a.key == action.key for a in self.deployments.values()):
+    def _start_deployments(self, state: RolloutState, actions: list[ev.StartDeployment], pool: LocalPool) -> None:
+        running = {a.key for a in self.deployments.values()}
+        actions = [a for a in actions if a.key not in running]
+        if not actions:
             return
         if self._resource_type is None:
             self._resource_type = act.resource_type_of(self.cfg.store.load_estate(), state.module)
-        dep = act.ensure_deployment(self.cfg.store, self.cfg.runner, self.id, action, self._resource_type)
-        env = state.env(action.env)
-        if env is None or env.deployment_id != str(dep.id):
-            self.inbox.append(ev.DeploymentStarted(action.key, action.env, str(dep.id)))
-        if dep.status.is_terminal:
-            self.inbox.append(_finished(action, dep))
-        else:
-            self.deployments[pool.submit(dep.id)] = action
+        # After an abort nothing new starts: an action the crash cut short before its deployment existed
+        # is reported as never started instead of being performed now.
+        aborted = state.phase is RolloutPhase.ABORTED
+        found = act.ensure_deployments(
+            self.cfg.store, self.cfg.runner, self.id, actions, self._resource_type, create=not aborted
+        )
+        for action, dep in found:
+            if dep is None:
+                self.inbox.append(ev.DeploymentFinished(action.key, action.env, "", False, "not started: aborted"))
+                continue
+            env = state.env(action.env)
+            if env is None or env.deployment_id != str(dep.id):
+                self.inbox.append(ev.DeploymentStarted(action.key, action.env, str(dep.id)))
+            if dep.status.is_terminal:
+                self.inbox.append(_finished(action, dep))
+            else:
+                self.deployments[pool.submit(dep.id)] = action
 
     def _start_gate(self, state: RolloutState, action: ev.EvaluateGate, gate_pool: ThreadPoolExecutor) -> None:
         if any(a.key == action.key for a in self.gate_jobs.values()):
@@ -194,8 +204,8 @@ class RolloutEngine:
         gates = self.cfg.gates
         self.gate_jobs[gate_pool.submit(gates.evaluate, state, action)] = action
 
-    def _finished(self) -> list[ev.Event]:
-        events: list[ev.Event] = []
+    def _finished(self) -> list[ev.Observation]:
+        events: list[ev.Observation] = []
         for future in [f for f in self.deployments if f.done()]:
             action = self.deployments.pop(future)
             error = future.exception()
@@ -220,7 +230,7 @@ class RolloutEngine:
                 events.append(job.result())
         return events
 
-    def _due(self, now: datetime) -> list[ev.Event]:
+    def _due(self, now: datetime) -> list[ev.Observation]:
         due = [key for key, when in self.timers.items() if when <= now]
         for key in due:
             del self.timers[key]

@@ -45,7 +45,8 @@ class PrometheusGates:
         if delay > 0:
             self.sleep(delay)
         estate = self.estate()
-        envs = [e for e in (estate.environment(ref) for ref in action.envs) if e is not None]
+        known = {e.ref: e for e in estate.environments}
+        envs = [known[ref] for ref in action.envs if ref in known]
         expected = [p.subject for p in gate_eval.plan_queries(gate, wave_name, envs)]
         observations: list[gate_eval.Observation] = []
         for index in range(gate.count):

@@ -19,11 +19,26 @@ T = TypeVar("T")
 JSON = Any
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@cache
+def _stored_fields(cls: type) -> tuple[str, ...] | None:
+    """The fields `encode` writes for a dataclass type (derived ones are rebuilt, not stored); None otherwise."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get("derived"))
+
+
 def encode(value: Any) -> JSON:
     """A JSON-ready value for a domain object."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        out["__type__"] = type(value).__name__
+    cls: type = type(value)
+    if cls in _SCALARS:  # the common case, first: rollout state is mostly strings
+        return value
+    names = _stored_fields(cls)
+    if names is not None:
+        out = {name: encode(getattr(value, name)) for name in names}
+        out["__type__"] = cls.__name__
         return out
     if isinstance(value, Enum):
         return value.value

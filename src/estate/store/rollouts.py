@@ -173,24 +173,28 @@ def command_outcome(conn: Connection, command_id: int) -> str | None:
     return conn.execute(select(rollout_inbox.c.outcome).where(rollout_inbox.c.id == command_id)).scalar_one_or_none()
 
 
-def set_pin(conn: Connection, rollout_id: str, rule: ModuleRule) -> None:
-    """Write (or move) the env-scoped rule a rollout owns for one environment."""
-    pinned = ModuleRule(
-        rule.resource_type, rule.module, rule.version, rule.project, None, rule.env, owner=f"rollout:{rollout_id}"
-    )
-    slot = rule_slot(pinned)
-    values = {
-        "resource_type": pinned.resource_type,
-        "module": pinned.module,
-        "version": pinned.version,
-        "project": pinned.project,
-        "env_type": None,
-        "env": pinned.env,
-        "owner": pinned.owner,
-    }
-    done = conn.execute(update(tables.module_rules).where(tables.module_rules.c.slot == slot).values(**values))
-    if done.rowcount == 0:
-        conn.execute(insert(tables.module_rules).values(slot=slot, **values))
+def set_pins(conn: Connection, rollout_id: str, rules: Sequence[ModuleRule]) -> None:
+    """Write (or move) the env-scoped rules a rollout owns, one per environment, in two statements."""
+    if not rules:
+        return
+    owner = f"rollout:{rollout_id}"
+    rows = [
+        {
+            "slot": rule_slot(ModuleRule(r.resource_type, r.module, r.version, r.project, None, r.env, owner)),
+            "resource_type": r.resource_type,
+            "module": r.module,
+            "version": r.version,
+            "project": r.project,
+            "env_type": None,
+            "env": r.env,
+            "owner": owner,
+        }
+        for r in rules
+    ]
+    t = tables.module_rules
+    for chunk in _chunks([str(r["slot"]) for r in rows]):
+        conn.execute(delete(t).where(t.c.slot.in_(chunk)))
+    conn.execute(insert(t), rows)
 
 
 def clear_pins(conn: Connection, rollout_id: str, project: str | None = None, env: str | None = None) -> None:
@@ -201,36 +205,43 @@ def clear_pins(conn: Connection, rollout_id: str, project: str | None = None, en
     conn.execute(delete(r).where(condition))
 
 
-def deployment_for_action(conn: Connection, action_key: str) -> int | None:
-    return conn.execute(
-        select(rollout_deployments.c.deployment_id).where(rollout_deployments.c.action_key == action_key)
-    ).scalar_one_or_none()
+def deployments_for_actions(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+    """`action key -> deployment id` for the keys that already have a deployment."""
+    t = rollout_deployments
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(keys)):
+        found.update(
+            (k, d) for k, d in conn.execute(select(t.c.action_key, t.c.deployment_id).where(t.c.action_key.in_(chunk)))
+        )
+    return found
 
 
-def orphan_deployment(conn: Connection, rollout_id: str, project: str, env: str, kind: str) -> int | None:
-    """A queued deployment the rollout created but never linked (the engine died in between)."""
+def orphan_deployments(conn: Connection, rollout_id: str) -> dict[tuple[str, str, str], int]:
+    """Queued deployments the rollout created but never linked (the engine died in between), newest per
+    `(project, env, kind)`."""
     d, link = tables.deployments, rollout_deployments
     linked = select(link.c.deployment_id).where(link.c.rollout_id == rollout_id)
-    return conn.execute(
-        select(d.c.id)
-        .where(
-            d.c.rollout_id == rollout_id,
-            d.c.project == project,
-            d.c.env == env,
-            d.c.kind == kind,
-            d.c.status == "queued",
-            d.c.id.not_in(linked),
-        )
-        .order_by(d.c.id.desc())
-    ).scalar()
+    rows = conn.execute(
+        select(d.c.project, d.c.env, d.c.kind, d.c.id)
+        .where(d.c.rollout_id == rollout_id, d.c.status == "queued", d.c.id.not_in(linked))
+        .order_by(d.c.id)
+    )
+    return {(p, e, k): i for p, e, k, i in rows}
 
 
-def link_deployment(conn: Connection, rollout_id: str, action_key: str, deployment_id: int) -> None:
-    """Point `action_key` at `deployment_id` (a retry of an interrupted run moves the link)."""
+def link_deployments(conn: Connection, rollout_id: str, links: Mapping[str, int]) -> None:
+    """Point each action key at its deployment (a retry of an interrupted run moves an existing link)."""
+    if not links:
+        return
     t = rollout_deployments
-    moved = conn.execute(update(t).where(t.c.action_key == action_key).values(deployment_id=deployment_id))
-    if moved.rowcount == 0:
-        conn.execute(insert(t).values(action_key=action_key, rollout_id=rollout_id, deployment_id=deployment_id))
+    for chunk in _chunks(list(links)):
+        conn.execute(delete(t).where(t.c.action_key.in_(chunk)))
+    conn.execute(insert(t), [{"action_key": k, "rollout_id": rollout_id, "deployment_id": d} for k, d in links.items()])
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    # SQLite caps the bound parameters of one statement; 500 stays well under every limit.
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def acquire_lease(conn: Connection, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
