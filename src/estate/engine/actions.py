@@ -96,18 +96,19 @@ def finalize(conn: Connection, rollout_id: str, action: Finalize, estate: Estate
         conn.execute(rules.insert().values(slot=slot, **values))
     owner = f"rollout:{rollout_id}"
     others = [r for r in estate.rules if r.owner != owner and r.key != global_rule.key] + [global_rule]
-    kept = []
+    kept, folded = [], []
     envs = {e.ref: e for e in estate.environments}
     for pin in (r for r in estate.rules if r.owner == owner):
         env = envs.get(EnvRef(pin.project or "", pin.env or ""))
         chosen = resolve_rule(others, resource_type, env.project, env.id, env.type) if env else None
         if chosen is not None and (chosen.module, chosen.version) == (pin.module, pin.version):
-            repo.clear_pins(conn, rollout_id, pin.project, pin.env)
+            folded.append(rule_slot(pin))
         elif env is not None:
             kept.append(
                 f"{env.ref} stays pinned to {pin.version}: a more specific rule says "
                 f"{chosen.version if chosen else 'nothing'}"
             )
+    repo.delete_rules(conn, folded)
     return kept
 
 

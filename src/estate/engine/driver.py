@@ -264,7 +264,7 @@ def _absorb(
     transitions.extend(decision.log)
     for t in decision.log:
         payload = {"subject": t.subject, "before": t.before, "after": t.after, "reason": t.reason}
-        log.append(("transition", t.actor, str(t), payload))
+        log.append(("phase" if t.subject == "rollout" else "transition", t.actor, str(t), payload))
     return decision.state
 
 

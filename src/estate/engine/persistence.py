@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from estate.domain import rollout_events as ev
-from estate.domain.rollout_state import RolloutState
+from estate.domain.rollout_state import EnvState, RolloutState
 from estate.engine import actions as act
 from estate.store import Store
 from estate.store import rollouts as repo
@@ -44,6 +45,7 @@ class RolloutRepo:
         self.id = rollout_id
         self._record: repo.RolloutRecord | None = None
         self._state: RolloutState | None = None
+        self._env_json: dict[int, tuple[EnvState, Any]] = {}  # id -> (the object, its JSON) as last saved
 
     def state(self) -> RolloutState:
         if self._state is None:
@@ -62,12 +64,21 @@ class RolloutRepo:
         assert self._record is not None
         with self.store.engine.begin() as conn:
             self._record = repo.save_rollout(
-                conn, self._record, state=encode(state), phase=str(state.phase), pending=[], now=now
+                conn, self._record, state=self._encode(state), phase=str(state.phase), pending=[], now=now
             )
             repo.append_events(conn, self.id, [repo.LogEntry(k, s, a, p) for k, a, s, p in log], now)
             for command_id, outcome in outcomes.items():
                 repo.finish_command(conn, command_id, outcome, now)
         self._state = state
+
+    def _encode(self, state: RolloutState) -> Any:
+        """`encode(state)`, re-encoding only the environments that changed since the last save: states are
+        immutable and share unchanged `EnvState` objects, so identity says what changed."""
+        data = encode(replace(state, envs=()))
+        memo = self._env_json
+        data["envs"] = [memo[id(e)][1] if id(e) in memo and memo[id(e)][0] is e else encode(e) for e in state.envs]
+        self._env_json = {id(e): (e, js) for e, js in zip(state.envs, data["envs"], strict=True)}
+        return data
 
     def finalize(self, action: ev.Finalize) -> list[str]:
         with self.store.engine.begin() as conn:

@@ -7,7 +7,6 @@ from typing import Any
 
 from estate.domain.plans import ApprovalGate, BakeGate, Gate, PrometheusGate
 from estate.domain.rollout_state import RolloutPhase, RolloutState, WaveState
-from estate.domain.usage import module_usage
 from estate.store import Store
 from estate.store import rollouts as repo
 from estate.store.codec import decode_as
@@ -81,24 +80,18 @@ def _wave(state: RolloutState, wave: WaveState) -> dict[str, Any]:
     }
 
 
-def _since(events: list[dict[str, Any]], state: RolloutState) -> datetime:
-    for event in reversed(events):
-        if event["kind"] == "transition" and event["payload"].get("subject") == "rollout":
-            return event["at"]  # type: ignore[no-any-return]
-    return state.started_at or state.created_at
-
-
 def rollout_view(store: Store, rollout_id: str, now: datetime, *, history: int = 20) -> dict[str, Any]:
     """Everything about one rollout a person or a tool needs to decide the next step."""
     with store.engine.connect() as conn:
         record = repo.load_rollout(conn, rollout_id)
-        log = repo.events(conn, rollout_id)
+        log = repo.events(conn, rollout_id, last=history)
+        audit = repo.events(conn, rollout_id, kinds=("created", "command", "refused"))
+        phase_change = repo.events(conn, rollout_id, kinds=("phase",), last=1)
         holder = repo.lease_holder(conn, f"rollout:{rollout_id}", now)
     state = decode_as(RolloutState, record.state)
-    members = {e.env for e in state.envs}
-    not_covered = sorted(
-        {str(b.env.ref) for b in module_usage(store.load_estate(), state.module)} - {str(m) for m in members}
-    )
+    members = {str(e.env) for e in state.envs}
+    not_covered = sorted(store.module_users(state.module) - members)
+    since = phase_change[0]["at"] if phase_change else (state.started_at or state.created_at)
     waiting = _WAITING_FOR.get(state.phase, "")
     return {
         "id": state.id,
@@ -111,15 +104,11 @@ def rollout_view(store: Store, rollout_id: str, now: datetime, *, history: int =
         "created_at": state.created_at,
         "current_wave": state.current,
         "waiting_for": waiting.format(id=state.id) if waiting else None,
-        "since": _since(log, state),
+        "since": since,
         "engine": holder,
         "waves": [_wave(state, w) for w in state.waves],
         "not_covered": not_covered,
-        "audit": [
-            {"at": e["at"], "actor": e["actor"], "kind": e["kind"], "summary": e["summary"]}
-            for e in log
-            if e["kind"] in ("created", "command", "refused")
-        ],
-        "events": [{"at": e["at"], "kind": e["kind"], "summary": e["summary"]} for e in log[-history:]],
+        "audit": [{"at": e["at"], "actor": e["actor"], "kind": e["kind"], "summary": e["summary"]} for e in audit],
+        "events": [{"at": e["at"], "kind": e["kind"], "summary": e["summary"]} for e in log],
         "preflight": record.preflight,
     }

@@ -29,7 +29,7 @@ rollout_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("rollout_id", String(80), nullable=False, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
-    Column("kind", String(32), nullable=False),  # command | refused | transition | deployment | gate
+    Column("kind", String(32), nullable=False),  # created | command | refused | phase | transition
     Column("actor", String(255)),
     Column("summary", Text, nullable=False),
     Column("payload", JSON, nullable=False),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from estate.domain.rules import ModuleRule
@@ -140,15 +140,19 @@ def append_events(conn: Connection, rollout_id: str, entries: Sequence[LogEntry]
         )
 
 
-def events(conn: Connection, rollout_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, JSON]]:
-    query = (
-        select(rollout_events)
-        .where(rollout_events.c.rollout_id == rollout_id, rollout_events.c.id > after_id)
-        .order_by(rollout_events.c.id)
-    )
-    if limit:
-        query = query.limit(limit)
-    return [dict(r._mapping) for r in conn.execute(query)]
+def events(
+    conn: Connection, rollout_id: str, *, kinds: Sequence[str] | None = None, last: int | None = None
+) -> list[dict[str, JSON]]:
+    """The rollout's log in order; only `kinds` if given, only the `last` N if given."""
+    t = rollout_events
+    query = select(t).where(t.c.rollout_id == rollout_id)
+    if kinds is not None:
+        query = query.where(t.c.kind.in_(list(kinds)))
+    query = query.order_by(t.c.id.desc() if last else t.c.id)
+    if last:
+        query = query.limit(last)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    return rows[::-1] if last else rows
 
 
 def enqueue(conn: Connection, rollout_id: str, actor: str, command: JSON, now: datetime) -> int:
@@ -197,12 +201,11 @@ def set_pins(conn: Connection, rollout_id: str, rules: Sequence[ModuleRule]) -> 
     conn.execute(insert(t), rows)
 
 
-def clear_pins(conn: Connection, rollout_id: str, project: str | None = None, env: str | None = None) -> None:
-    r = tables.module_rules
-    condition = r.c.owner == f"rollout:{rollout_id}"
-    if project is not None and env is not None:
-        condition = and_(condition, r.c.project == project, r.c.env == env)
-    conn.execute(delete(r).where(condition))
+def delete_rules(conn: Connection, slots: Sequence[str]) -> None:
+    """Delete module rules by slot (a finalizing rollout folds its pins away this way)."""
+    t = tables.module_rules
+    for chunk in _chunks(list(slots)):
+        conn.execute(delete(t).where(t.c.slot.in_(chunk)))
 
 
 def deployments_for_actions(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
