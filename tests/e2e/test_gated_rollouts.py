@@ -16,20 +16,22 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from estate.engine.status import rollout_view
+from estate.errors import NotFoundError
+from estate.store import Store
 from estate.testing.services import DemoExporter, PrometheusServer
 from tests.support.cli import Cli, CliResult
 from tests.support.terraform import Sandbox, estate_doc, wait_for
@@ -100,10 +102,6 @@ class Gated:
         for env in envs:
             self.prometheus.wait_for_metric("pg_errors_ratio", project="shop", env=env, version="1.0.0")
 
-    @property
-    def db(self) -> Path:
-        return self.sandbox.home / "estate.db"
-
 
 @pytest.fixture
 def gated(
@@ -140,19 +138,23 @@ def env_versions(wave_view: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {e["env"]: (e["status"], e["version"]) for e in wave_view["envs"]}
 
 
-def read_state(db: Path, rollout: str) -> dict[str, Any] | None:
-    """The rollout's persisted state machine state, read straight from SQLite (read-only)."""
-    if not db.exists():
-        return None
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+@contextlib.contextmanager
+def watching(sandbox: Sandbox) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """`wave1(rollout)`: wave 1 as `estate rollout status` shows it ({} before the rollout exists), read
+    on a store of its own, so a thread can watch while the CLI (or an engine process) drives."""
+    store = Store.open(sandbox.settings().database_url)
+
+    def wave1(rollout: str) -> dict[str, Any]:
         try:
-            row = conn.execute("select state from rollouts where id = ?", (rollout,)).fetchone()
-        except sqlite3.OperationalError:
-            return None  # tables not created yet
-    if row is None:
-        return None
-    state: dict[str, Any] = json.loads(row[0]) if isinstance(row[0], str) else row[0]
-    return state
+            found: dict[str, Any] = rollout_view(store, rollout, datetime.now(UTC))["waves"][0]
+        except NotFoundError:
+            return {}
+        return found
+
+    try:
+        yield wave1
+    finally:
+        store.close()
 
 
 # -- 1. the story -----------------------------------------------------------------------------------
@@ -288,8 +290,8 @@ def test_prometheus_down_mid_gate_is_inconclusive_and_never_promotes(gated: Gate
 
     def kill_prometheus_mid_gate() -> None:
         try:
-            wait_for(lambda: ((read_state(gated.db, "postgres-1") or {}).get("waves") or [{}])[0].get("phase")
-                     == "verifying", timeout=120)  # fmt: skip
+            with watching(gated.sandbox) as wave1:
+                wait_for(lambda: wave1("postgres-1").get("phase") == "verifying", timeout=120)
             time.sleep(1.0)  # samples at +0 s, +2 s, +4 s: the first one goes through
             gated.prometheus.stop()
         except BaseException as exc:  # reported by the test thread
@@ -342,7 +344,7 @@ def test_a_bake_counts_from_verification_start_across_an_engine_restart(gated: G
         start_new_session=True,  # its own process group: the kill takes it and anything it started
     )
     try:
-        verify_started = _wait_for_verification(gated.db, rollout, engine)
+        verify_started = _wait_for_verification(gated.sandbox, rollout, engine)
         wait_for(lambda: time.time() > verify_started.timestamp() + 6, timeout=30)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -365,15 +367,15 @@ def test_a_bake_counts_from_verification_start_across_an_engine_restart(gated: G
     assert gated.deployed("eph-1") == "2.0.1"
 
 
-def _wait_for_verification(db: Path, rollout: str, engine: subprocess.Popen[bytes]) -> datetime:
+def _wait_for_verification(sandbox: Sandbox, rollout: str, engine: subprocess.Popen[bytes]) -> datetime:
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert engine.poll() is None, f"estate engine run exited ({engine.returncode}) before the bake"
-        state = read_state(db, rollout)
-        started = state["waves"][0]["verify_started_at"] if state else None
-        if started:
-            return datetime.fromisoformat(started)
-        time.sleep(0.1)
+    with watching(sandbox) as wave1:
+        while time.monotonic() < deadline:
+            assert engine.poll() is None, f"estate engine run exited ({engine.returncode}) before the bake"
+            started: datetime | None = wave1(rollout).get("verify_started_at")
+            if started is not None:
+                return started
+            time.sleep(0.1)
     raise AssertionError("wave 1 never started verifying")
 
 
@@ -528,6 +530,7 @@ def test_grafana_annotations_and_a_grafana_outage_changes_nothing(
     texts = grafana.texts()
     prefix = f"{rollout}: wave 1 (eph)"
     assert any(t.startswith(f"{prefix} started") for t in texts), texts
+    assert any(t.startswith(f"{prefix} gate 0 passed: baked 2s") for t in texts), texts
     assert any(t.startswith(f"{prefix} gate 1 passed") for t in texts), texts
     assert any(t.startswith(f"{prefix} succeeded") for t in texts), texts
     for request in grafana.requests:

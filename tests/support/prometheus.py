@@ -77,6 +77,8 @@ def prometheus(_shared_prometheus: PrometheusServer, demo_exporter: DemoExporter
     series left from earlier tests."""
     if not _shared_prometheus.running:
         _shared_prometheus.start()
+    # A fresh server needs a few seconds before its first scrape: wait until the exporter shows as up.
+    _shared_prometheus.wait_until(f'up{{instance="{demo_exporter.target}"}} == 1', bool)
     _shared_prometheus.wait_until("count(pg_up)", lambda result: not result)
     return _shared_prometheus
 

@@ -7,6 +7,7 @@ a rollout; it is logged and the rollout goes on.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -51,9 +52,11 @@ def milestone(state: RolloutState, t: Transition) -> tuple[str, str] | None:
 class GrafanaObserver:
     """Sends rollout milestones to Grafana without ever holding the engine up."""
 
-    def __init__(self, annotator: GrafanaAnnotator) -> None:
+    def __init__(self, annotator: GrafanaAnnotator, *, pause_after_failure: float = 60.0) -> None:
         self.annotator = annotator
+        self.pause_after_failure = pause_after_failure
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="estate-grafana")
+        self._down_until = 0.0  # monotonic time before which a failing Grafana is not asked again
 
     def __call__(self, state: RolloutState, t: Transition) -> None:
         found = milestone(state, t)
@@ -63,10 +66,20 @@ class GrafanaObserver:
         self._pool.submit(self._post, text, state.id, wave, state.module, t.at)
 
     def _post(self, text: str, rollout: str, wave: str, module: str, at: datetime) -> None:
+        # After a failure, milestones are dropped for a while: a Grafana that hangs must not keep the CLI
+        # from exiting while queued posts time out one by one.
+        if time.monotonic() < self._down_until:
+            log.warning("grafana annotation skipped (Grafana failed recently): %s", text)
+            return
         try:
-            self.annotator.annotate(text, rollout=rollout, wave=wave, module=module, time_ms=int(at.timestamp() * 1000))
+            ok = self.annotator.annotate(
+                text, rollout=rollout, wave=wave, module=module, time_ms=int(at.timestamp() * 1000)
+            )
         except Exception:  # an observer must never take the engine down
             log.warning("grafana annotation failed", exc_info=True)
+            ok = False
+        if not ok:
+            self._down_until = time.monotonic() + self.pause_after_failure
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
