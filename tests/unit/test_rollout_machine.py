@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -29,7 +29,7 @@ from estate.domain.plans import (
     Tolerance,
     Wave,
 )
-from estate.domain.rollout import ALLOWED, Decision, decide, outstanding
+from estate.domain.rollout import ALLOWED, Decision, decide, decide_observations, outstanding
 from estate.domain.rollout_events import (
     COMMANDS,
     Abort,
@@ -800,3 +800,57 @@ RolloutRules.TestCase.settings = settings(
     max_examples=200, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_rollout_rules = RolloutRules.TestCase
+
+
+# -- batches of observations (what the engine feeds each turn) -----------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    outcomes=st.lists(st.booleans(), min_size=6, max_size=6),
+    max_parallel=st.integers(1, 6),
+    tolerance=st.integers(0, 3),
+)
+def test_a_batch_of_results_decides_like_one_result_at_a_time(
+    outcomes: list[bool], max_parallel: int, tolerance: int
+) -> None:
+    """`decide_observations` settles once per batch and ends the wave where per-event `decide` ends it."""
+    plan = RolloutPlan(
+        "p",
+        (
+            wave(
+                "ephemeral",
+                max_parallel=max_parallel,
+                failure_tolerance=Tolerance(tolerance),
+                on_failure=OnFailure.ROLLBACK,
+            ),
+        ),
+    )
+    envs = [f"shop/e{i}" for i in range(6)]
+    one = Sim(rollout(plan, [envs], dict.fromkeys(envs, "1.0.0")))
+    one.ok(Start("alex"))
+    batched_state = one.state
+    pending_batch = dict(one.deployments)
+    result = dict(zip(envs, outcomes, strict=True))
+    # One at a time.
+    while one.deployments:
+        action = next(iter(one.deployments.values()))
+        one.finish(str(action.env), result[str(action.env)] or action.kind is DeploymentKind.ROLLBACK)
+    # In batches: everything in flight finishes together, then whatever that started, and so on.
+    while pending_batch:
+        events = [
+            DeploymentFinished(a.key, a.env, f"dep-{a.key}", result[str(a.env)] or a.kind is DeploymentKind.ROLLBACK)
+            for a in pending_batch.values()
+        ]
+        decision = decide_observations(batched_state, events, T0 + timedelta(minutes=1))
+        assert decision.refused is None
+        batched_state = decision.state
+        pending_batch = {a.key: a for a in decision.actions if isinstance(a, StartDeployment)}
+    assert batched_state.phase == one.state.phase
+    assert batched_state.current_wave.phase == one.state.current_wave.phase
+    # Results that arrive together are settled together, so a failure among them stops new starts before
+    # a slot they freed is refilled: a batch never touches an environment that one-at-a-time left alone.
+    touched = {str(e.env) for e in batched_state.envs if e.attempts}
+    assert touched <= {str(e.env) for e in one.state.envs if e.attempts}
+    for env in batched_state.envs:
+        assert env.version == ("2.0.0" if env.status is EnvStatus.SUCCEEDED else "1.0.0"), env

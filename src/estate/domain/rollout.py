@@ -154,9 +154,9 @@ def decide(state: RolloutState, event: Event, now: datetime) -> Decision:
 def decide_observations(state: RolloutState, events: Sequence[Observation], now: datetime) -> Decision:
     """Apply a batch of observations, then drive the rollout once.
 
-    What an engine does with every result that arrived since its last turn: the same outcome as one
-    `decide` per event (deployments only ever start in `settle`), at the cost of one settle instead of
-    one per event. Stale observations are skipped; `refused` lists why, one line each.
+    What an engine does with every result that arrived since its last turn: one settle instead of one per
+    event. Results that arrive together are judged together, so a failure among them stops new starts
+    before a slot they freed is refilled. Stale observations are skipped; `refused` lists why, one a line.
     """
     draft = Draft(state, now, None)
     refusals: list[str] = []
