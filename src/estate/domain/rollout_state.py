@@ -18,6 +18,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from estate.domain.deployments import DeploymentKind as DeploymentKind  # a rollout runs DEPLOY or ROLLBACK
 from estate.domain.ids import EnvRef
 from estate.domain.plans import ApprovalGate, RolloutPlan, Wave
 
@@ -92,13 +93,6 @@ class GateResult(StrEnum):
     PASSED = "passed"
     FAILED = "failed"  # the gate said no
     INCONCLUSIVE = "inconclusive"  # the gate could not decide (no data, errors): a human decides
-
-
-class DeploymentKind(StrEnum):
-    """Why a deployment runs: move to the target version, or back to the environment's previous one."""
-
-    DEPLOY = "deploy"
-    ROLLBACK = "rollback"
 
 
 _NO_DETAILS: Mapping[str, Any] = MappingProxyType({})

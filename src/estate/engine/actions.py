@@ -9,18 +9,15 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, select
 
-from estate.domain.deployments import INTERRUPTED, Deployment, DeploymentKind, DeploymentStatus
+from estate.domain.deployments import INTERRUPTED, Deployment, DeploymentStatus
 from estate.domain.ids import EnvRef
 from estate.domain.model import Estate
 from estate.domain.rollout_events import Finalize, StartDeployment
-from estate.domain.rollout_state import DeploymentKind as RolloutDeploymentKind
 from estate.domain.rules import CONFIG_OWNER, ModuleRule, resolve_rule
 from estate.runners.ports import Runner
 from estate.store import Store, tables
 from estate.store import rollouts as repo
 from estate.store.rows import rule_slot
-
-_KINDS = {RolloutDeploymentKind.DEPLOY: DeploymentKind.DEPLOY, RolloutDeploymentKind.ROLLBACK: DeploymentKind.ROLLBACK}
 
 
 def resource_type_of(estate: Estate, module_id: str) -> str:
@@ -62,7 +59,7 @@ def ensure_deployments(
     for action in actions:
         if action.key in found or not create:
             continue
-        kind = _KINDS[action.kind]
+        kind = action.kind
         orphan = orphans.pop((action.env.project, action.env.env, str(kind)), None)
         new_links[action.key] = orphan or runner.create(
             action.env, kind, triggered_by=f"rollout:{rollout_id}", rollout_id=rollout_id
