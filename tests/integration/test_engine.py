@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import pytest
 from estate.config import load_estate
 from estate.domain import rollout_events as ev
 from estate.domain.ids import EnvRef
-from estate.domain.model import ModuleVersion
+from estate.domain.model import Environment, ModuleVersion
 from estate.domain.rollout_state import GateResult, RolloutState
 from estate.domain.usage import module_usage
 from estate.engine.driver import EngineConfig, LeaseHeld, RolloutEngine
 from estate.engine.persistence import RolloutRepo
 from estate.engine.service import RolloutService
+from estate.engine.status import rollout_view
 from estate.errors import ConflictError, InputError, NotFoundError, OperationFailed
 from estate.store import Store
 from estate.testing.fake_runner import FakeRunner
@@ -177,3 +179,28 @@ def test_a_resumed_engine_redoes_outstanding_actions_once(store: Store) -> None:
     state = service.drive(rollout)
     assert state is not None and str(state.phase) == "awaiting_promotion"
     assert len(runner.runs) == 5, "each ephemeral environment deployed exactly once"
+
+
+def test_membership_is_frozen_and_later_environments_show_as_not_covered(store: Store) -> None:
+    clock = Clock()
+    service = _service(store, FakeRunner(clock), clock)
+    rollout = service.start("postgres", "2.0.0", "standard", actor="alex", preflight=False).rollout_id
+    estate = store.load_estate()
+    late = Environment("checkout", "eph-9", "ephemeral")
+    store.sync(
+        replace(
+            estate,
+            environments=(*estate.environments, late),
+            rules=tuple(r for r in estate.rules if r.owner == "config"),
+        ),
+        prune=False,
+        force=False,
+        dry_run=False,
+        actor="alex",
+        now=clock(),
+    )
+    service.drive(rollout)
+    view = rollout_view(store, rollout, clock())
+    assert view["not_covered"] == ["checkout/eph-9"]
+    assert "checkout/eph-9" not in {e["env"] for w in view["waves"] for e in w["envs"]}
+    assert view["waves"][0]["phase"] == "awaiting_promotion" and len(view["waves"][0]["envs"]) == 5
