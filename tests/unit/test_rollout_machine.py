@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from estate.domain.deployments import DeploymentKind
 from estate.domain.ids import EnvRef
 from estate.domain.plans import (
     ApprovalGate,
@@ -54,7 +55,6 @@ from estate.domain.rollout_events import (
     WakeAt,
 )
 from estate.domain.rollout_state import (
-    DeploymentKind,
     EnvState,
     EnvStatus,
     GateResult,

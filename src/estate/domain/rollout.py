@@ -32,6 +32,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from estate.domain.deployments import DeploymentKind
 from estate.domain.plans import ApprovalGate
 from estate.domain.rollout_events import (
     COMMANDS,
@@ -72,7 +73,6 @@ from estate.domain.rollout_progress import (
 )
 from estate.domain.rollout_state import (
     Approval,
-    DeploymentKind,
     EnvStatus,
     GateRecord,
     RolloutPhase,

@@ -18,9 +18,10 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from estate.domain.deployments import DeploymentKind
 from estate.domain.ids import EnvRef
 from estate.domain.plans import PrometheusGate
-from estate.domain.rollout_state import DeploymentKind, GateResult
+from estate.domain.rollout_state import GateResult
 
 _NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from estate.domain.deployments import DeploymentKind
 from estate.domain.plans import BakeGate, OnFailure, PrometheusGate
 from estate.domain.rollout_events import (
     Action,
@@ -26,7 +27,6 @@ from estate.domain.rollout_events import (
     WakeAt,
 )
 from estate.domain.rollout_state import (
-    DeploymentKind,
     EnvState,
     EnvStatus,
     GateRecord,

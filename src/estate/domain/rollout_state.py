@@ -18,7 +18,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from estate.domain.deployments import DeploymentKind as DeploymentKind  # a rollout runs DEPLOY or ROLLBACK
+from estate.domain.deployments import DeploymentKind  # a rollout runs DEPLOY or ROLLBACK
 from estate.domain.ids import EnvRef
 from estate.domain.plans import ApprovalGate, RolloutPlan, Wave
 
