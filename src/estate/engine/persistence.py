@@ -14,7 +14,7 @@ from estate.domain.rollout_state import EnvState, RolloutState
 from estate.engine import actions as act
 from estate.store import Store
 from estate.store import rollouts as repo
-from estate.store.codec import decode, decode_as, encode
+from estate.store.codec import decode, decode_as, encode, gc_paused
 
 LogLine = tuple[str, str | None, str, dict[str, Any]]  # kind, actor, summary, payload
 
@@ -49,9 +49,9 @@ class RolloutRepo:
 
     def state(self) -> RolloutState:
         if self._state is None:
-            with self.store.engine.connect() as conn:
+            with gc_paused(), self.store.engine.connect() as conn:
                 self._record = repo.load_rollout(conn, self.id)
-            self._state = decode_as(RolloutState, self._record.state)
+                self._state = decode_as(RolloutState, self._record.state)
         return self._state
 
     def commands(self) -> list[tuple[int, ev.Command]]:

@@ -9,7 +9,7 @@ from estate.domain.plans import ApprovalGate, BakeGate, Gate, PrometheusGate
 from estate.domain.rollout_state import RolloutPhase, RolloutState, WaveState
 from estate.store import Store
 from estate.store import rollouts as repo
-from estate.store.codec import decode_as
+from estate.store.codec import decode_as, gc_paused
 
 _WAITING_FOR = {
     RolloutPhase.PENDING: "the engine to start wave 1",
@@ -82,6 +82,11 @@ def _wave(state: RolloutState, wave: WaveState) -> dict[str, Any]:
 
 def rollout_view(store: Store, rollout_id: str, now: datetime, *, history: int = 20) -> dict[str, Any]:
     """Everything about one rollout a person or a tool needs to decide the next step."""
+    with gc_paused():
+        return _view(store, rollout_id, now, history)
+
+
+def _view(store: Store, rollout_id: str, now: datetime, history: int) -> dict[str, Any]:
     with store.engine.connect() as conn:
         record = repo.load_rollout(conn, rollout_id)
         log = repo.events(conn, rollout_id, last=history)

@@ -10,9 +10,11 @@ Encoders and decoders are compiled once per type (a rollout of 10,000 environmen
 from __future__ import annotations
 
 import dataclasses
+import gc
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
 from functools import cache
@@ -60,6 +62,19 @@ def _encoder(cls: type) -> Codec:
     return lambda value: value
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large value is parsed and rebuilt: the tens of thousands
+    of young objects would otherwise trigger collections that cost more than the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def decode(hint: Any, data: JSON) -> Any:
     """Rebuild a value of type `hint` from `encode`'s output."""
     return _decoder(hint)(data)
@@ -79,7 +94,8 @@ def _none_safe(inner: Codec) -> Codec:
 
 @cache
 def _decoder(hint: Any) -> Codec:
-    return _none_safe(_build(hint))
+    built = _build(hint)
+    return built if built is _identity else _none_safe(built)
 
 
 def _identity(data: JSON) -> Any:
@@ -119,8 +135,16 @@ def _dataclass(cls: type) -> Codec:
     hints = typing.get_type_hints(cls)
     fields = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(cls) if not f.metadata.get("derived")]
 
+    # Scalar fields (most of them) need no decoding: skip the call, it adds up over 10,000 environments.
+    converted = [(name, None if dec is _identity else dec) for name, dec in fields]
+
     def decode_dataclass(data: JSON) -> Any:
-        return cls(**{name: dec(data[name]) for name, dec in fields if name in data})
+        kwargs = {}
+        for name, dec in converted:
+            if name in data:
+                value = data[name]
+                kwargs[name] = value if dec is None else dec(value)
+        return cls(**kwargs)
 
     return decode_dataclass
 
@@ -129,6 +153,8 @@ def _union(options: tuple[Any, ...]) -> Codec:
     by_name = {o.__name__: _decoder(o) for o in options if isinstance(o, type) and dataclasses.is_dataclass(o)}
     non_none = [o for o in options if o is not type(None)]
     single = _decoder(non_none[0]) if len(non_none) == 1 else _identity
+    if not by_name and single is _identity:
+        return _identity
 
     def decode_union(data: JSON) -> Any:
         if isinstance(data, dict) and "__type__" in data and data["__type__"] in by_name:

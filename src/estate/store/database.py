@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
@@ -26,20 +26,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _compact_json(value: Any) -> str:
-    # Rollout state is one JSON value per save; dropping the default spaces saves a tenth of it.
-    return json.dumps(value, separators=(",", ":"))
+def _to_json(value: Any) -> str:
+    # Rollout state is one JSON value of a few MB on a large estate: orjson writes and reads it several
+    # times faster than the standard library, and compactly.
+    return orjson.dumps(value).decode()
+
+
+def _from_json(text: str | bytes) -> Any:
+    return orjson.loads(text)
 
 
 def create_database_engine(url: str) -> Engine:
     """An engine for `url` with SQLite tuned for one writer and many readers."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=_compact_json)
+        engine = create_engine(
+            url, connect_args={"timeout": 30}, json_serializer=_to_json, json_deserializer=_from_json
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, json_serializer=_compact_json)
+    return create_engine(url, pool_pre_ping=True, json_serializer=_to_json, json_deserializer=_from_json)
 
 
 def migrate(engine: Engine) -> None:
