@@ -185,6 +185,8 @@ def test_the_story_bad_wave_rolled_back_patch_promoted_to_production_with_four_e
     assert verdicts(gate) == {"shop/eph-1": "failed", "shop/eph-2": "failed"}
     for subject, values in gate_values(gate).items():
         assert 0.2 < max(values) < 0.3, f"{subject} observed {values}: 2.0.0's error ratio is ~0.25"
+    for subject in gate["details"]["subjects"]:  # where to look: the query as sent, over the wave's window
+        assert subject["links"]["prometheus"].startswith(f"{gated.prometheus.url}/graph?g0.expr=")
     assert env_versions(eph) == {"shop/eph-1": ("rolled_back", "1.0.0"), "shop/eph-2": ("rolled_back", "1.0.0")}
     assert [w["phase"] for w in view["waves"][1:]] == ["pending", "pending"]
     assert gated.deployed("eph-1") == gated.deployed("eph-2") == "1.0.0", "Terraform put 1.0.0 back"

@@ -17,7 +17,7 @@ from estate.cli.wiring import rollout_service
 from estate.domain import rollout_events as ev
 from estate.engine.preflight import Preview
 from estate.engine.service import RolloutService
-from estate.engine.status import rollout_view
+from estate.engine.status import Dashboards, rollout_view
 from estate.errors import InputError, OperationFailed
 from estate.store import rollouts as repo
 from estate.store.codec import encode
@@ -148,7 +148,7 @@ def start_cmd(
 
 
 def _show(service: RolloutService, rollout_id: str, output: Format) -> None:
-    view = rollout_view(service.store, rollout_id, utcnow())
+    view = rollout_view(service.store, rollout_id, utcnow(), boards=_dashboards())
     emit(output, view, lambda: stdout.print(render_status(view, compact=True)))
 
 
@@ -190,7 +190,7 @@ def render_status(view: dict[str, Any], *, compact: bool = False) -> Group:
             who = f" by {', '.join(gate['approved_by'])}" if gate.get("approved_by") else ""
             parts.append(
                 f"    gate {gate['index']}: {escape(gate['spec'])} -> {_c(gate['result'] or 'pending')}"
-                f"{escape(who)}" + _gate_reason(gate)
+                f"{escape(who)}" + _gate_reason(gate, links=not compact)
             )
     if view["not_covered"]:
         parts.append(f"\n[yellow]not covered by this rollout:[/] {escape(', '.join(view['not_covered']))}")
@@ -201,14 +201,27 @@ def render_status(view: dict[str, Any], *, compact: bool = False) -> Group:
     return Group(*parts)
 
 
-def _gate_reason(gate: dict[str, Any]) -> str:
-    """The evidence under a gate: each environment's verdict and observed values, or why it has none."""
+def _gate_reason(gate: dict[str, Any], *, links: bool) -> str:
+    """The evidence under a gate: each environment's verdict and observed values, or why it has none;
+    with `links`, where to look at each query (Prometheus graph, Grafana Explore)."""
     details = gate.get("details") or {}
     subjects = details.get("subjects") or []
     if not subjects:
         reason = details.get("reason")
         return f"\n      {escape(str(reason))}" if reason else ""
-    return "".join(f"\n      {escape(s['subject'])}: {_c(s['verdict'])} {escape(s['reason'])}" for s in subjects)
+    lines = []
+    for s in subjects:
+        lines.append(f"\n      {escape(s['subject'])}: {_c(s['verdict'])} {escape(s['reason'])}")
+        if links:
+            lines += [f"\n        {name}: {escape(url)}" for name, url in (s.get("links") or {}).items()]
+    return "".join(lines)
+
+
+def _dashboards() -> Dashboards:
+    settings = get_context().store.load_estate().settings
+    prometheus = dict(settings.get("prometheus") or {})
+    grafana = dict(settings.get("grafana") or {})
+    return Dashboards(get_context().settings.prometheus_url or prometheus.get("url"), grafana.get("url"))
 
 
 @rollout_app.command("status")
@@ -219,14 +232,14 @@ def status_cmd(
 ) -> None:
     """Waves, per-environment state and version, gate results, what it waits for and since when."""
     store = get_context().store
-    view = rollout_view(store, rollout, utcnow())
+    view = rollout_view(store, rollout, utcnow(), boards=_dashboards())
     if not watch or output is Format.JSON:
         emit(output, view, lambda: stdout.print(render_status(view)))
         return
     with Live(render_status(view), console=stdout, refresh_per_second=2) as live:
         while view["phase"] not in ("completed", "aborted"):
             time.sleep(1)
-            view = rollout_view(store, rollout, utcnow())
+            view = rollout_view(store, rollout, utcnow(), boards=_dashboards())
             live.update(render_status(view))
 
 

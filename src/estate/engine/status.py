@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from estate.domain.links import grafana_explore_url, prometheus_graph_url
 from estate.domain.plans import ApprovalGate, BakeGate, Gate, PrometheusGate
 from estate.domain.rollout_state import RolloutPhase, RolloutState, WaveState
 from estate.store import Store
@@ -31,7 +33,34 @@ def gate_text(gate: Gate) -> str:
     return f"prometheus {gate.query!r} {bounds} x{gate.count}/{gate.interval_seconds}s"
 
 
-def _gates(state: RolloutState, wave: WaveState) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Dashboards:
+    """Where a person looks at a gate's query: Prometheus' graph page and Grafana Explore (either optional)."""
+
+    prometheus_url: str | None = None
+    grafana_url: str | None = None
+
+    def links(self, query: str, start: datetime, end: datetime) -> dict[str, str]:
+        found = {}
+        if self.prometheus_url:
+            found["prometheus"] = prometheus_graph_url(self.prometheus_url, query, start, end)
+        if self.grafana_url:
+            found["grafana"] = grafana_explore_url(self.grafana_url, query, start, end)
+        return found
+
+
+def _with_links(details: dict[str, Any], wave: WaveState, at: datetime, boards: Dashboards) -> dict[str, Any]:
+    """Each observed query gets links over the wave's verification window (a minute of context either side)."""
+    start = (wave.verify_started_at or at) - timedelta(minutes=1)
+    end = at + timedelta(minutes=1)
+    subjects = [
+        {**s, "links": boards.links(s["query"], start, end)} if s.get("query") else s
+        for s in details.get("subjects") or []
+    ]
+    return {**details, "subjects": subjects} if subjects else details
+
+
+def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[dict[str, Any]]:
     out = []
     for index, gate in enumerate(state.spec(wave.number).gates):
         record = wave.record(index)
@@ -44,14 +73,14 @@ def _gates(state: RolloutState, wave: WaveState) -> list[dict[str, Any]]:
             "at": record.at if record else (approvals[-1].at if approvals else None),
         }
         if record is not None:
-            entry["details"] = dict(record.details)
+            entry["details"] = _with_links(dict(record.details), wave, record.at, boards)
         if approvals:
             entry["approved_by"] = [a.actor for a in approvals]
         out.append(entry)
     return out
 
 
-def _wave(state: RolloutState, wave: WaveState) -> dict[str, Any]:
+def _wave(state: RolloutState, wave: WaveState, boards: Dashboards) -> dict[str, Any]:
     spec = state.spec(wave.number)
     return {
         "number": wave.number,
@@ -64,7 +93,7 @@ def _wave(state: RolloutState, wave: WaveState) -> dict[str, Any]:
         "auto_promote": spec.auto_promote,
         "overridden_by": wave.overridden_by,
         "verify_started_at": wave.verify_started_at,
-        "gates": _gates(state, wave),
+        "gates": _gates(state, wave, boards),
         "envs": [
             {
                 "env": str(e.env),
@@ -80,13 +109,15 @@ def _wave(state: RolloutState, wave: WaveState) -> dict[str, Any]:
     }
 
 
-def rollout_view(store: Store, rollout_id: str, now: datetime, *, history: int = 20) -> dict[str, Any]:
+def rollout_view(
+    store: Store, rollout_id: str, now: datetime, *, history: int = 20, boards: Dashboards | None = None
+) -> dict[str, Any]:
     """Everything about one rollout a person or a tool needs to decide the next step."""
     with gc_paused():
-        return _view(store, rollout_id, now, history)
+        return _view(store, rollout_id, now, history, boards or Dashboards())
 
 
-def _view(store: Store, rollout_id: str, now: datetime, history: int) -> dict[str, Any]:
+def _view(store: Store, rollout_id: str, now: datetime, history: int, boards: Dashboards) -> dict[str, Any]:
     with store.engine.connect() as conn:
         record = repo.load_rollout(conn, rollout_id)
         log = repo.events(conn, rollout_id, last=history)
@@ -111,7 +142,7 @@ def _view(store: Store, rollout_id: str, now: datetime, history: int) -> dict[st
         "waiting_for": waiting.format(id=state.id) if waiting else None,
         "since": since,
         "engine": holder,
-        "waves": [_wave(state, w) for w in state.waves],
+        "waves": [_wave(state, w, boards) for w in state.waves],
         "not_covered": not_covered,
         "audit": [{"at": e["at"], "actor": e["actor"], "kind": e["kind"], "summary": e["summary"]} for e in audit],
         "events": [{"at": e["at"], "kind": e["kind"], "summary": e["summary"]} for e in log],
