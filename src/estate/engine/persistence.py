@@ -64,7 +64,7 @@ class RolloutRepo:
         assert self._record is not None
         with self.store.engine.begin() as conn:
             self._record = repo.save_rollout(
-                conn, self._record, state=self._encode(state), phase=str(state.phase), pending=[], now=now
+                conn, self._record, state=self._encode(state), phase=str(state.phase), now=now
             )
             repo.append_events(conn, self.id, [repo.LogEntry(k, s, a, p) for k, a, s, p in log], now)
             for command_id, outcome in outcomes.items():

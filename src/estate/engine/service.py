@@ -136,7 +136,6 @@ class RolloutService:
                             plan_id,
                             str(state.phase),
                             encode(state),
-                            [],
                             encode(preview),
                             0,
                             actor,

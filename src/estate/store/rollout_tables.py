@@ -15,7 +15,6 @@ rollouts = Table(
     Column("plan_id", String(63), nullable=False),
     Column("phase", String(32), nullable=False),
     Column("state", JSON, nullable=False),  # the pure state machine's state (store.codec)
-    Column("pending", JSON, nullable=False),  # actions decided and persisted, not yet confirmed done
     Column("preflight", JSON),  # per-wave plan results of the target version
     Column("revision", Integer, nullable=False),  # optimistic lock: bumped on every save
     Column("created_by", String(255), nullable=False),

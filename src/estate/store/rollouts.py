@@ -32,7 +32,6 @@ class RolloutRecord:
     plan_id: str
     phase: str
     state: JSON
-    pending: list[JSON]
     preflight: JSON
     revision: int
     created_by: str
@@ -96,9 +95,7 @@ def active_rollout_for(conn: Connection, module: str, terminal_phases: Sequence[
     return row[0] if row else None
 
 
-def save_rollout(
-    conn: Connection, record: RolloutRecord, *, state: JSON, phase: str, pending: list[JSON], now: datetime
-) -> RolloutRecord:
+def save_rollout(conn: Connection, record: RolloutRecord, *, state: JSON, phase: str, now: datetime) -> RolloutRecord:
     """Write a new snapshot if nobody else did since `record` was loaded; returns the saved record."""
     done = conn.execute(
         update(rollouts)
@@ -106,7 +103,7 @@ def save_rollout(
             rollouts.c.id == record.id,
             rollouts.c.revision == record.revision,
         )
-        .values(state=state, phase=phase, pending=pending, revision=record.revision + 1, updated_at=now)
+        .values(state=state, phase=phase, revision=record.revision + 1, updated_at=now)
     )
     if done.rowcount != 1:
         raise StaleRevision(f"rollout {record.id} changed underneath (revision {record.revision})")
@@ -115,7 +112,6 @@ def save_rollout(
             **record.__dict__,
             "state": state,
             "phase": phase,
-            "pending": pending,
             "revision": record.revision + 1,
             "updated_at": now,
         }

@@ -68,7 +68,6 @@ def upgrade() -> None:
         sa.Column("plan_id", sa.String(length=63), nullable=False),
         sa.Column("phase", sa.String(length=32), nullable=False),
         sa.Column("state", sa.JSON(), nullable=False),
-        sa.Column("pending", sa.JSON(), nullable=False),
         sa.Column("preflight", sa.JSON(), nullable=True),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("created_by", sa.String(length=255), nullable=False),
