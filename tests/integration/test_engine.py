@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,9 +42,14 @@ class Clock:
         self.slept += seconds
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store.open(f"sqlite:///{tmp_path / 'estate.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The example estate with 2.0.0 and 2.0.1 published, on SQLite and on a throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'estate.db'}"
+    else:
+        url = request.getfixturevalue("fresh_postgres_url")
+    opened = Store.open(url)
     estate = load_estate(EXAMPLE_ESTATE).estate
     opened.sync(estate, prune=False, force=False, dry_run=False, actor="alex", now=T0)
     for version in ("2.0.0", "2.0.1"):
