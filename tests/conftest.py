@@ -3,11 +3,11 @@ PostgreSQL, Prometheus), so a test asks for a fixture by name and nothing else."
 
 from pathlib import Path
 
+from hypothesis import settings
+
 pytest_plugins = sorted(
     f"tests.support.{p.stem}" for p in (Path(__file__).parent / "support").glob("*.py") if p.stem != "__init__"
 )
-
-from hypothesis import settings  # noqa: E402 - after the plugin list, which pytest reads first
 
 # Property tests share 2 cores with real Terraform and Prometheus in CI: no per-example deadline.
 settings.register_profile("estate", deadline=None)
