@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,24 @@ def create_database_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, json_serializer=_to_json, json_deserializer=_from_json)
 
 
+# Alembic's `context`/`op` are process-wide proxies: two threads migrating at once corrupt each other's
+# configuration (seen as KeyError: 'script'). Migrations therefore run one at a time, once per database.
+_MIGRATION_LOCK = threading.Lock()
+_migrated: set[str] = set()
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+    """Bring the schema to the newest migration (idempotent; once per database and process)."""
+    url = engine.url.render_as_string(hide_password=False)
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with _MIGRATION_LOCK:
+            if url in _migrated:
+                return
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            _migrated.add(url)
     except SQLAlchemyError as exc:
         raise ComponentError("database", f"cannot migrate {engine.url.render_as_string()}: {exc}") from exc
