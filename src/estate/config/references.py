@@ -89,9 +89,12 @@ class _Checker:
             self.check_rule_scope(here, rule.project, rule.env_type, rule.env)
         rules = _rules(self.doc)
         for first, second in find_ties(rules):
+            tied = rules[first]
+            scope = " (global)" if tied.scope_text == "global" else f" for {tied.scope_text}"
             self.add(
                 ("module_rules", second),
-                f"ties with module_rules[{first}] ({_describe(rules[first])}); the most specific rule must be unique",
+                f"ties with module_rules[{first}] ({tied.resource_type} -> {tied.module}@{tied.version}{scope}); "
+                "the most specific rule must be unique",
             )
 
     def check_rule_scope(self, here: Path_, project: str | None, env_type: str | None, env: str | None) -> None:
@@ -165,13 +168,6 @@ def _rule(r: Any) -> ModuleRule:
 
 def _rules(doc: Document) -> list[ModuleRule]:
     return [_rule(r) for r in doc.module_rules]
-
-
-def _describe(rule: ModuleRule) -> str:
-    scope = ", ".join(
-        f"{k}={v}" for k, v in (("project", rule.project), ("env_type", rule.env_type), ("env", rule.env)) if v
-    )
-    return f"{rule.resource_type} -> {rule.module}@{rule.version}" + (f" for {scope}" if scope else " (global)")
 
 
 def check_references(doc: Document, located: Located, published: Mapping[str, set[str]]) -> list[Problem]:

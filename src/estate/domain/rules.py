@@ -54,6 +54,12 @@ class ModuleRule:
         """Identity of the rule's slot: two rules with one key are a tie."""
         return (self.resource_type, self.project, self.env_type, self.env, self.owner)
 
+    @property
+    def scope_text(self) -> str:
+        """`project=checkout, env=eph-1`, or `global`: the scope as people read it in messages."""
+        given = (("project", self.project), ("env_type", self.env_type), ("env", self.env))
+        return ", ".join(f"{k}={v}" for k, v in given if v) or "global"
+
     def scope_problem(self) -> str | None:
         """Why the scope fields do not form a valid scope, or None."""
         if self.env is not None and self.project is None:

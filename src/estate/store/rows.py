@@ -22,13 +22,6 @@ def rule_slot(rule: ModuleRule) -> str:
     return "|".join(v or "" for v in (rule.resource_type, rule.project, rule.env_type, rule.env, rule.owner))
 
 
-def describe_rule(rule: ModuleRule) -> str:
-    scope = ", ".join(
-        f"{k}={v}" for k, v in (("project", rule.project), ("env_type", rule.env_type), ("env", rule.env)) if v
-    )
-    return f"{rule.resource_type} ({scope or 'global'})"
-
-
 @dataclass(frozen=True)
 class Kind:
     """One kind of object `apply` manages: its table and how to key and render its rows."""
@@ -103,7 +96,7 @@ KINDS: tuple[Kind, ...] = (
         "module_rule",
         tables.module_rules,
         ("slot",),
-        lambda e: {describe_rule(r): _rule_row(r) for r in e.rules if r.owner == CONFIG_OWNER},
+        lambda e: {f"{r.resource_type} ({r.scope_text})": _rule_row(r) for r in e.rules if r.owner == CONFIG_OWNER},
     ),
     Kind(
         "rollout_plan",
