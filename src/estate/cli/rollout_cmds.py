@@ -18,7 +18,7 @@ from estate.domain import rollout_events as ev
 from estate.engine.preflight import Preview
 from estate.engine.service import RolloutService
 from estate.engine.status import Dashboards, rollout_view
-from estate.errors import InputError, OperationFailed
+from estate.errors import InputError
 from estate.store import rollouts as repo
 from estate.store.codec import encode
 
@@ -374,15 +374,11 @@ def retarget_cmd(
     service = rollout_service(ctx, quiet=output is Format.JSON)
     status, update = _progress(f"preflight of {version}: planning")
     with status:
-        command_id, _preview, warnings = service.retarget(
+        _preview, warnings = service.retarget(
             rollout, version, actor=_actor(actor), allow_destroy=allow_destroy, progress=update
         )
     for warning in warnings:
         stderr.print(f"[yellow]warning:[/] {escape(warning)}")
-    state = service.drive(rollout)
-    outcome = service.outcome(command_id, wait_seconds=0 if state is not None else 10.0)
-    if outcome not in ("ok", None):
-        raise OperationFailed(outcome)
     _show(service, rollout, output)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from estate.domain import rollout_events as ev
 from estate.domain.model import Estate
-from estate.domain.plans import ApprovalGate
+from estate.domain.plans import ApprovalGate, RolloutPlan
 from estate.domain.rollout_state import RolloutPhase, RolloutState, new_rollout
 from estate.engine import preflight as pf
 from estate.engine.driver import EngineConfig, LeaseHeld, RolloutEngine
@@ -68,6 +68,20 @@ class RolloutService:
         plan = pf.plan_of(estate, plan_id)
         found = pf.targets(estate, module, version, plan)
         pf.check_uncovered(found, allow_uncovered)
+        return self._planned(estate, module, version, plan, found, actor, preflight, progress)
+
+    def _planned(
+        self,
+        estate: Estate,
+        module: str,
+        version: str,
+        plan: RolloutPlan,
+        found: pf.Targets,
+        actor: str,
+        preflight: bool,
+        progress: Callable[[int, int], None],
+    ) -> pf.Preview:
+        """The blast radius of `found`: real plans of `version` (preflight), or membership only."""
         if not preflight:
             return pf.unplanned(module, version, plan, found)
         return pf.run_preflight(
@@ -100,15 +114,7 @@ class RolloutService:
         plan = pf.plan_of(estate, plan_id)
         found = pf.targets(estate, module, version, plan)
         pf.check_uncovered(found, allow_uncovered)
-        preview = self.preview(
-            module,
-            version,
-            plan_id,
-            actor=actor,
-            allow_uncovered=allow_uncovered,
-            preflight=preflight,
-            progress=progress,
-        )
+        preview = self._planned(estate, module, version, plan, found, actor, preflight, progress)
         warnings = pf.check_preflight(preview, plan, allow_destroy)
         now = self.now()
         for _ in range(5):  # another start may take the same id between our read and our insert
@@ -170,24 +176,15 @@ class RolloutService:
         actor: str,
         allow_destroy: bool,
         progress: Callable[[int, int], None] = lambda d, t: None,
-    ) -> tuple[int, pf.Preview, list[str]]:
-        """Preflight `version` on the rollout's targets, then queue the `Retarget` command."""
+    ) -> tuple[pf.Preview, list[str]]:
+        """Preflight `version` on the rollout's targets, then retarget it like any other command."""
         state = self.state(rollout_id)
         estate = self.store.load_estate()
         found = pf.targets(estate, state.module, version, state.plan)
-        preview = pf.run_preflight(
-            estate,
-            self.runner,
-            state.module,
-            version,
-            state.plan,
-            found,
-            max_parallel=self.max_parallel,
-            actor=actor,
-            progress=progress,
-        )
+        preview = self._planned(estate, state.module, version, state.plan, found, actor, True, progress)
         warnings = pf.check_preflight(preview, state.plan, allow_destroy)
-        return self.submit(rollout_id, ev.Retarget(actor, version)), preview, warnings
+        self.command(rollout_id, ev.Retarget(actor, version))
+        return preview, warnings
 
     def _refuse_if_busy(self, module: str) -> None:
         with self.store.engine.connect() as conn:
