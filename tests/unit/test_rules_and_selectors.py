@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from estate.domain.model import Environment
-from estate.domain.rules import ModuleRule, Scope, find_ties, resolve_rule
+from estate.domain.rules import ModuleRule, RuleIndex, Scope, find_ties, resolve_rule
 from estate.domain.selectors import LabelExpression, LabelOp, Selector
 
 PROJECTS = ["checkout", "payments"]
@@ -137,3 +137,16 @@ def test_env_names_match_bare_or_qualified() -> None:
     assert Selector(envs=frozenset({"dev"})).matches(env)
     assert Selector(envs=frozenset({"checkout/dev"})).matches(env)
     assert not Selector(envs=frozenset({"payments/dev"})).matches(env)
+
+
+@given(st.lists(rules(), max_size=12).map(_untied), st.lists(st.sampled_from(VERSIONS), max_size=3), envs)
+def test_the_rule_index_resolves_like_a_scan_of_every_rule(
+    rule_list: list[ModuleRule], pinned: list[str], env: Environment
+) -> None:
+    pins = [
+        ModuleRule("postgres", "postgres", v, env.project, None, env.id, owner=f"rollout:r{i}")
+        for i, v in enumerate(pinned[:1])
+    ]
+    everything = [*rule_list, *pins]
+    expected = resolve_rule(everything, "postgres", env.project, env.id, env.type)
+    assert RuleIndex(everything).resolve("postgres", env.project, env.id, env.type) == expected

@@ -218,7 +218,7 @@ def _gate_reason(gate: dict[str, Any], *, links: bool) -> str:
 
 
 def _dashboards() -> Dashboards:
-    settings = get_context().store.load_estate().settings
+    settings = get_context().store.settings()
     prometheus = dict(settings.get("prometheus") or {})
     grafana = dict(settings.get("grafana") or {})
     return Dashboards(get_context().settings.prometheus_url or prometheus.get("url"), grafana.get("url"))

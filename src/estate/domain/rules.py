@@ -108,3 +108,22 @@ def find_ties(rules: Sequence[ModuleRule]) -> list[tuple[int, int]]:
         else:
             seen[rule.key] = index
     return ties
+
+
+class RuleIndex:
+    """Rules grouped so that resolving one environment reads only the rules that can apply to it: a
+    rollout over 10,000 environments holds 10,000 pins, and scanning them all per environment is quadratic."""
+
+    def __init__(self, rules: Iterable[ModuleRule]) -> None:
+        self._by_env: dict[tuple[str, str | None, str], list[ModuleRule]] = {}
+        self._general: dict[str, list[ModuleRule]] = {}
+        for rule in rules:
+            if rule.env is not None:
+                self._by_env.setdefault((rule.resource_type, rule.project, rule.env), []).append(rule)
+            else:
+                self._general.setdefault(rule.resource_type, []).append(rule)
+
+    def resolve(self, resource_type: str, project: str, env: str, env_type: str) -> ModuleRule | None:
+        """What `resolve_rule` over all the rules returns."""
+        candidates = self._by_env.get((resource_type, project, env), []) + self._general.get(resource_type, [])
+        return resolve_rule(candidates, resource_type, project, env, env_type)

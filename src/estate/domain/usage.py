@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estate.domain.model import Environment, Estate
-from estate.domain.rules import ModuleRule, Scope, resolve_rule
+from estate.domain.model import Environment, Estate, Resource
+from estate.domain.rules import ModuleRule, RuleIndex, Scope
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,22 @@ class Binding:
 def bindings(estate: Estate, env: Environment) -> list[Binding]:
     """Every manifest resource of `env`'s project with the rule that picks its module version."""
     project = estate.project(env.project)
-    if project is None:
-        return []
-    return [
-        Binding(env, r.alias, r.type, resolve_rule(estate.rules, r.type, env.project, env.id, env.type))
-        for r in project.resources
-    ]
+    return _bindings(RuleIndex(estate.rules), env, project.resources if project else ())
+
+
+def _bindings(rules: RuleIndex, env: Environment, resources: tuple[Resource, ...]) -> list[Binding]:
+    return [Binding(env, r.alias, r.type, rules.resolve(r.type, env.project, env.id, env.type)) for r in resources]
 
 
 def module_usage(estate: Estate, module_id: str) -> list[Binding]:
     """Bindings of every environment whose resolved graph uses `module_id`, by env type rank then name."""
     rank = estate.env_type_rank()
-    found = [b for env in estate.environments for b in bindings(estate, env) if b.module == module_id]
+    manifests = {p.id: p.resources for p in estate.projects}
+    rules = RuleIndex(estate.rules)
+    found = [
+        b
+        for env in estate.environments
+        for b in _bindings(rules, env, manifests.get(env.project, ()))
+        if b.module == module_id
+    ]
     return sorted(found, key=lambda b: (rank.get(b.env.type, 1 << 30), b.env.project, b.env.id, b.alias))

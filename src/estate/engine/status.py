@@ -9,6 +9,7 @@ from typing import Any
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
 from estate.domain.plans import ApprovalGate, BakeGate, Gate, PrometheusGate
 from estate.domain.rollout_state import RolloutPhase, RolloutState, WaveState
+from estate.domain.usage import module_usage
 from estate.store import Store
 from estate.store import rollouts as repo
 from estate.store.codec import decode_as, gc_paused
@@ -126,7 +127,8 @@ def _view(store: Store, rollout_id: str, now: datetime, history: int, boards: Da
         holder = repo.lease_holder(conn, f"rollout:{rollout_id}", now)
     state = decode_as(RolloutState, record.state)
     members = {str(e.env) for e in state.envs}
-    not_covered = sorted(store.module_users(state.module) - members)
+    users = {str(b.env.ref) for b in module_usage(store.usage_slice(state.module), state.module)}
+    not_covered = sorted(users - members)
     since = phase_change[0]["at"] if phase_change else (state.started_at or state.created_at)
     waiting = _WAITING_FOR.get(state.phase, "")
     return {

@@ -11,7 +11,6 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from estate.domain.model import Estate, ModuleVersion
-from estate.domain.rules import ModuleRule, resolve_rule
 from estate.domain.versions import Version
 from estate.errors import ComponentError, ConflictError, InputError, NotFoundError
 from estate.store import tables
@@ -51,30 +50,38 @@ class Store:
             raise ComponentError("database", str(exc.orig)) from exc
         return estate_from_rows(rows)
 
-    def module_users(self, module_id: str) -> set[str]:
-        """`project/env` of every environment whose rules pick `module_id` now: `module usage` without
-        loading the whole estate (what `rollout status` needs on a large estate)."""
+    def usage_slice(self, module_id: str) -> Estate:
+        """Just enough of the estate for `module_usage(slice, module_id)`: the projects whose manifest needs
+        the module's resource type, their environments (labels not loaded) and the rules for that type.
+        `rollout status` of a large estate reads this instead of everything."""
         with self.engine.connect() as conn:
             resource_type = conn.execute(
                 select(tables.modules.c.resource_type).where(tables.modules.c.id == module_id)
             ).scalar()
-            projects = [
-                p
-                for p, res in conn.execute(select(tables.projects.c.id, tables.projects.c.resources))
-                if any(r.get("type") == resource_type for r in res.values())
+            rows: dict[str, list[dict[str, Any]]] = {k.name: [] for k in KINDS}
+            rows["project"] = [
+                dict(p._mapping)
+                for p in conn.execute(select(tables.projects))
+                if any(r.get("type") == resource_type for r in p.resources.values())
             ]
             e, r = tables.environments, tables.module_rules
-            envs = conn.execute(select(e.c.project, e.c.id, e.c.type).where(e.c.project.in_(projects))).all()
-            rules = [
-                ModuleRule(x.resource_type, x.module, x.version, x.project, x.env_type, x.env, x.owner)
-                for x in conn.execute(select(r).where(r.c.resource_type == resource_type))
+            projects = [p["id"] for p in rows["project"]]
+            rows["environment"] = [
+                {"project": p, "id": i, "type": t, "labels": {}}
+                for p, i, t in conn.execute(select(e.c.project, e.c.id, e.c.type).where(e.c.project.in_(projects)))
             ]
-        users = set()
-        for project, env, env_type in envs:
-            rule = resolve_rule(rules, str(resource_type), project, env, env_type)
-            if rule is not None and rule.module == module_id:
-                users.add(f"{project}/{env}")
-        return users
+            rows["module_rule"] = [
+                dict(x._mapping) for x in conn.execute(select(r).where(r.c.resource_type == resource_type))
+            ]
+            rows["env_type"] = [dict(x._mapping) for x in conn.execute(select(tables.env_types))]
+        return estate_from_rows(rows)
+
+    def settings(self) -> Mapping[str, Any]:
+        """The estate's `settings:` section alone."""
+        d = tables.documents
+        with self.engine.connect() as conn:
+            body = conn.execute(select(d.c.body).where(d.c.name == "settings")).scalar()
+        return dict(body or {})
 
     def published_versions(self) -> dict[str, set[str]]:
         v = tables.module_versions
