@@ -136,7 +136,8 @@ def test_console_script_runs_with_help_and_exit_codes(estate_home: Path) -> None
     exe = Path(sys.executable).with_name("estate")
     env = {**os.environ}
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, check=False)
-    assert (done.returncode == 0 and "rollout" in done.stdout.lower()) or "apply" in done.stdout
+    assert done.returncode == 0
+    assert "apply" in done.stdout and "rollout" in done.stdout
     bad = subprocess.run(
         [exe, "apply", "-f", "/nope.yaml", "-o", "json"], capture_output=True, text=True, env=env, check=False
     )

@@ -7,6 +7,7 @@ reports, per wave, what would be added, changed and destroyed.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,6 +58,16 @@ class Preview:
     @property
     def destructive(self) -> list[str]:
         return [f"{e.env}: {d}" for w in self.waves for e in w.envs for d in e.destructive]
+
+    @property
+    def destructive_envs(self) -> list[str]:
+        return [e.env for w in self.waves for e in w.envs if e.destructive]
+
+    @property
+    def destructive_summary(self) -> str:
+        """`replace module.db.null_resource.status (x16)`: the same change in many envs is shown once."""
+        counts = Counter(d for w in self.waves for e in w.envs for d in e.destructive)
+        return "; ".join(f"{what} (x{n})" if n > 1 else what for what, n in counts.items())
 
     @property
     def errors(self) -> list[str]:
@@ -195,21 +206,8 @@ def check_preflight(preview: Preview, plan: RolloutPlan, allow_destroy: bool) ->
         if plan.destructive.value == "block":
             raise ConflictError(
                 f"preflight found {len(preview.destructive)} destructive change(s) "
-                f"in {_count_envs(preview.destructive)} environment(s): {_grouped(preview.destructive)}",
+                f"in {len(preview.destructive_envs)} environment(s): {preview.destructive_summary}",
                 hint="review them with `estate rollout preview`, then pass --allow-destroy if they are intended",
             )
         return [f"destructive (plan says warn): {d}" for d in preview.destructive]
     return []
-
-
-def _count_envs(changes: list[str]) -> int:
-    return len({c.split(": ", 1)[0] for c in changes})
-
-
-def _grouped(changes: list[str]) -> str:
-    """`replace module.db.null_resource.status` x16, ...: the same change in many envs is shown once."""
-    counts: dict[str, int] = {}
-    for change in changes:
-        what = change.split(": ", 1)[1]
-        counts[what] = counts.get(what, 0) + 1
-    return "; ".join(f"{what} (x{n})" if n > 1 else what for what, n in counts.items())
