@@ -30,12 +30,6 @@ class Binding:
         return self.rule.scope if self.rule else None
 
 
-def bindings(estate: Estate, env: Environment) -> list[Binding]:
-    """Every manifest resource of `env`'s project with the rule that picks its module version."""
-    project = estate.project(env.project)
-    return _bindings(RuleIndex(estate.rules), env, project.resources if project else ())
-
-
 def _bindings(rules: RuleIndex, env: Environment, resources: tuple[Resource, ...]) -> list[Binding]:
     return [Binding(env, r.alias, r.type, rules.resolve(r.type, env.project, env.id, env.type)) for r in resources]
 

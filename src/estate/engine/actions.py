@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from estate.domain.deployments import INTERRUPTED, Deployment, DeploymentStatus
 from estate.domain.ids import EnvRef
@@ -107,9 +107,3 @@ def finalize(conn: Connection, rollout_id: str, action: Finalize, estate: Estate
             )
     repo.delete_rules(conn, folded)
     return kept
-
-
-def pins_of(conn: Connection, rollout_id: str) -> dict[str, str]:
-    r = tables.module_rules
-    rows = conn.execute(select(r.c.project, r.c.env, r.c.version).where(r.c.owner == f"rollout:{rollout_id}"))
-    return {f"{p}/{e}": v for p, e, v in rows}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -138,10 +137,6 @@ class Workspace:
             if line.strip():
                 sink(*parse_line(line))
         return result
-
-    def wipe(self) -> None:
-        """Drop the disposable work dir (state lives elsewhere)."""
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _step(message: str) -> tuple[Event, Raw]:
