@@ -3,13 +3,22 @@
     EstateError                 (exit 1: an operation failed)
     ├── InputError              (exit 2: bad input; nothing was changed)
     │   ├── ConfigError         estate-as-code is invalid (carries file:line:column + field path)
+    │   ├── GraphError          an environment's resource graph cannot be resolved
+    │   ├── TemplateError       a gate's query template is malformed (estate.domain.gate_eval)
+    │   ├── RuleTieError        two module rules of one scope match an environment (estate.domain.rules)
     │   ├── NotFoundError       a named object does not exist
     │   └── ConflictError       the request contradicts stored state (immutable version, busy module)
+    │       ├── TransitionRefused   a deployment status change its table forbids (estate.domain.deployments)
+    │       ├── EnvironmentBusy     another deployment holds the environment (estate.runners.locks)
+    │       └── LeaseHeld           another engine drives the rollout (estate.engine.lease)
     ├── ComponentError          an external component failed (binary missing, database, Prometheus)
-    └── OperationFailed         the operation ran and did not succeed (failed apply, refused promotion)
+    └── OperationFailed         the operation ran and did not succeed (a failed apply, a drift check)
+        └── Refused             the rollout state machine (or four-eyes) refused a command; nothing changed
 
-Adapters translate errors of other libraries into this tree (`raise ... from exc`); the CLI maps
-them to exit codes in one place.
+`transient` says whether trying again later may succeed without anyone changing anything (a busy
+environment, a database that is restarting): the engine retries those with backoff and never counts
+them as failures. Adapters translate errors of other libraries into this tree (`raise ... from exc`);
+entry points map them to exit codes and HTTP statuses in one place each.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ class EstateError(Exception):
     """Base of every error Estate reports to a user."""
 
     exit_code = 1
+    transient = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -78,13 +88,18 @@ class ConflictError(InputError):
 class ComponentError(EstateError):
     """An external component (Terraform binary, database, Prometheus) is missing or failed."""
 
-    def __init__(self, component: str, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, component: str, message: str, *, hint: str | None = None, transient: bool = False) -> None:
         super().__init__(f"{component}: {message}", hint=hint)
         self.component = component
+        self.transient = transient
 
 
 class OperationFailed(EstateError):
-    """The operation ran but did not succeed (a failed apply, a refused command)."""
+    """The operation ran but did not succeed (a failed apply, a drift check that found drift)."""
+
+
+class Refused(OperationFailed):
+    """The rollout state machine refused a command (it does not fit the phase, or four-eyes); nothing changed."""
 
 
 class GraphError(InputError):

@@ -14,7 +14,8 @@ from estate.domain.graph import ResolvedGraph, ResolvedResource
 from estate.domain.ids import EnvRef
 from estate.errors import NotFoundError
 from estate.store import Store
-from estate.store.deployments import DeploymentRepository
+from estate.store.deployments import DeploymentRepository, NewDeployment
+from estate.testing.fake_runner import FakeRunner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENV = EnvRef("shop", "eph-1")
@@ -37,7 +38,7 @@ def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeploymentR
 
 
 def test_records_round_trip_with_transitions_summary_and_outputs(repo: DeploymentRepository) -> None:
-    dep = repo.create(ENV, DeploymentKind.DEPLOY, "alex", GRAPH, T0, rollout_id="r1")
+    (dep,) = repo.create([NewDeployment(ENV, DeploymentKind.DEPLOY, "alex", GRAPH, rollout_id="r1")], T0)
     repo.transition(dep.id, S.PLANNING, T0 + timedelta(seconds=1))
     summary = PlanSummary(0, 0, 1, (PlannedChange("module.db.x", "replace"),))
     repo.record_result(
@@ -63,7 +64,7 @@ def test_records_round_trip_with_transitions_summary_and_outputs(repo: Deploymen
 
 
 def test_events_append_in_order_and_page(repo: DeploymentRepository) -> None:
-    dep = repo.create(ENV, DeploymentKind.PLAN, "alex", GRAPH, T0)
+    (dep,) = repo.create([NewDeployment(ENV, DeploymentKind.PLAN, "alex", GRAPH)], T0)
     repo.append_events(dep.id, repo.next_seq(dep.id), [{"type": "a"}, {"type": "b"}])
     repo.append_events(dep.id, repo.next_seq(dep.id), [{"type": "c"}])
     assert [(s, e["type"]) for s, e in repo.events(dep.id)] == [(0, "a"), (1, "b"), (2, "c")]
@@ -71,8 +72,13 @@ def test_events_append_in_order_and_page(repo: DeploymentRepository) -> None:
 
 
 def test_list_filters_and_refuses_bad_transitions(repo: DeploymentRepository) -> None:
-    first = repo.create(ENV, DeploymentKind.DEPLOY, "a", GRAPH, T0)
-    other = repo.create(EnvRef("shop", "dev"), DeploymentKind.DEPLOY, "a", GRAPH, T0)
+    first, other = repo.create(
+        [
+            NewDeployment(ENV, DeploymentKind.DEPLOY, "a", GRAPH),
+            NewDeployment(EnvRef("shop", "dev"), DeploymentKind.DEPLOY, "a", GRAPH),
+        ],
+        T0,
+    )
     repo.transition(first.id, S.PLANNING, T0)
     assert [d.id for d in repo.list()] == [other.id, first.id]
     assert [d.id for d in repo.list(ENV)] == [first.id]
@@ -81,3 +87,20 @@ def test_list_filters_and_refuses_bad_transitions(repo: DeploymentRepository) ->
         repo.transition(first.id, S.QUEUED, T0)
     with pytest.raises(NotFoundError):
         repo.get(9999)
+
+
+def test_fake_runner_runs_stored_deployments_fails_errors_on_demand_and_is_idempotent(
+    repo: DeploymentRepository,
+) -> None:
+    prod, dev = EnvRef("shop", "prod"), EnvRef("shop", "dev")
+    runner = FakeRunner(repo, lambda: T0, failing={prod}, busy={dev: 1})
+    ok, bad, busy, again = repo.create(
+        [NewDeployment(e, DeploymentKind.DEPLOY, "rollout:r1", GRAPH, "r1") for e in (ENV, prod, dev, dev)], T0
+    )
+    results = [runner.run(d.id) for d in (ok, bad, busy, again)]
+    assert [r.status for r in results] == [S.SUCCEEDED, S.FAILED, S.ERRORED, S.SUCCEEDED]
+    assert results[2].retryable and "busy" in (results[2].reason or "")
+    assert runner.run(ok.id) == results[0] == repo.get(ok.id), "a finished deployment is returned as recorded"
+    (queued,) = repo.create([NewDeployment(ENV, DeploymentKind.ROLLBACK, "alex", GRAPH)], T0)
+    assert runner.cancel(queued.id) and not runner.cancel(ok.id)
+    assert repo.get(queued.id).status is S.CANCELLED

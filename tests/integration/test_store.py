@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from estate.config import load_estate
 from estate.domain.model import ModuleVersion
 from estate.errors import ConflictError, NotFoundError
-from estate.store import Action, Store, sync, tables
+from estate.store import Store, SyncAction, sync, tables
 from tests.support.cli import EXAMPLE_ESTATE
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -46,7 +46,7 @@ def _apply(store: Store, path: Path, **kw: bool) -> sync.SyncPlan:
 def test_apply_is_idempotent_and_round_trips(store: Store, tmp_path: Path) -> None:
     path = _example(tmp_path)
     first = _apply(store, path)
-    assert {c.action for c in first.changes} == {Action.ADD}
+    assert {c.action for c in first.changes} == {SyncAction.ADD}
     assert _apply(store, path).empty
     loaded = load_estate(path).estate
     stored = store.load_estate()

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from estate.domain.gate_eval import (
-    GateResult,
-    Observation,
+    Judgement,
+    Sample,
     SampleStatus,
     TemplateError,
     Verdict,
@@ -145,11 +145,11 @@ def test_plan_queries_one_per_env_or_one_per_wave_and_template_errors_become_dat
 Value = float | str | None
 
 
-def observations(values: dict[str, list[Value]]) -> list[Observation]:
-    return [Observation.of(s, i, f"q{{{s}}}", v) for s, vs in values.items() for i, v in enumerate(vs)]
+def observations(values: dict[str, list[Value]]) -> list[Sample]:
+    return [Sample.of(s, i, f"q{{{s}}}", v) for s, vs in values.items() for i, v in enumerate(vs)]
 
 
-def run(gate: PrometheusGate, values: dict[str, list[Value]]) -> GateResult:
+def run(gate: PrometheusGate, values: dict[str, list[Value]]) -> Judgement:
     return evaluate(gate, observations(values))
 
 
@@ -213,12 +213,12 @@ def test_missing_samples_or_subjects_are_inconclusive() -> None:
 
 
 def test_a_repeated_round_counts_once_the_last_one_wins() -> None:
-    obs = [*observations({"a/x": [0.0, 0.3, 0.0]}), Observation.of("a/x", 1, "q", 0.01)]
+    obs = [*observations({"a/x": [0.0, 0.3, 0.0]}), Sample.of("a/x", 1, "q", 0.01)]
     assert evaluate(GATE, obs).verdict == Verdict.PASSED
 
 
 def test_several_series_in_one_sample_breach_if_any_does() -> None:
-    obs = [Observation("w/x", i, "q", (0.01, 0.3)) for i in range(3)]
+    obs = [Sample("w/x", i, "q", (0.01, 0.3)) for i in range(3)]
     result = evaluate(GATE, obs)
     assert result.verdict == Verdict.FAILED
     assert "observed [0.01, 0.3]" in result.reason

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from estate.domain.deployments import DeploymentKind
+from estate.domain.deployments import DeploymentKind, DeploymentStatus
+from estate.domain.gate_eval import Sample, Verdict, subjects
 from estate.domain.ids import EnvRef
 from estate.domain.plans import (
     ApprovalGate,
@@ -39,16 +40,16 @@ from estate.domain.rollout_events import (
     Command,
     DeploymentFinished,
     DeploymentStarted,
-    EvaluateGate,
     Event,
     Finalize,
-    GateEvaluated,
+    GateSampled,
     Pause,
     Promote,
     Rerun,
     Resume,
     Retarget,
     Rollback,
+    SampleGate,
     Start,
     StartDeployment,
     Tick,
@@ -57,7 +58,6 @@ from estate.domain.rollout_events import (
 from estate.domain.rollout_state import (
     EnvState,
     EnvStatus,
-    GateResult,
     RolloutPhase,
     RolloutState,
     WavePhase,
@@ -74,6 +74,27 @@ APPROVER = frozenset({"approver"})
 
 def ref(text: str) -> EnvRef:
     return EnvRef.parse(text)
+
+
+def done(key: str, env: EnvRef, deployment_id: str, succeeded: bool, reason: str = "") -> DeploymentFinished:
+    """What the engine reports when a deployment succeeded, or failed (Terraform ran and the change failed)."""
+    status = DeploymentStatus.SUCCEEDED if succeeded else DeploymentStatus.FAILED
+    return DeploymentFinished(key, env, deployment_id, status, reason)
+
+
+def round_of(state: RolloutState, action: SampleGate, verdict: Verdict) -> GateSampled:
+    """One sampling round whose samples lead to `verdict`: inside the gate's bounds, beyond them, or errors."""
+    gate = action.gate
+    inside = gate.max if gate.max is not None else (gate.min if gate.min is not None else 0.0)
+    outside = gate.max + 1 if gate.max is not None else (gate.min - 1 if gate.min is not None else 0.0)
+    names = subjects(gate, state.spec(action.wave).name, [str(e) for e in action.envs])
+    samples = tuple(
+        Sample(name, action.round, "q", error="Prometheus down")
+        if verdict is Verdict.INCONCLUSIVE
+        else Sample.of(name, action.round, "q", inside if verdict is Verdict.PASSED else outside)
+        for name in names
+    )
+    return GateSampled(action.key, action.wave, action.gate_index, action.round, samples)
 
 
 def wave(name: str, **options: Any) -> Wave:
@@ -102,7 +123,7 @@ class Sim:
         self.state = state
         self.now = T0
         self.deployments: dict[str, StartDeployment] = {}
-        self.gates: dict[str, EvaluateGate] = {}
+        self.gates: dict[str, SampleGate] = {}
         self.wakes: list[WakeAt] = []
         self.finalized: list[Finalize] = []
         self.log: list[str] = []
@@ -114,7 +135,7 @@ class Sim:
         self.log += [str(t) for t in decision.log]
         if isinstance(event, DeploymentFinished) and decision.refused is None:
             del self.deployments[event.key]
-        if isinstance(event, GateEvaluated) and decision.refused is None:
+        if isinstance(event, GateSampled) and decision.refused is None:
             del self.gates[event.key]
         for action in decision.actions:
             self._record(action)
@@ -123,7 +144,7 @@ class Sim:
     def _record(self, action: Action) -> None:
         if isinstance(action, StartDeployment):
             self.deployments[action.key] = action
-        elif isinstance(action, EvaluateGate):
+        elif isinstance(action, SampleGate):
             self.gates[action.key] = action
         elif isinstance(action, WakeAt):
             self.wakes.append(action)
@@ -137,7 +158,7 @@ class Sim:
 
     def finish(self, env: str, succeeded: bool = True, reason: str = "") -> Decision:
         key = next(k for k, a in self.deployments.items() if a.env == ref(env))
-        return self.send(DeploymentFinished(key, ref(env), f"dep-{key}", succeeded, reason))
+        return self.send(done(key, ref(env), f"dep-{key}", succeeded, reason))
 
     def finish_all(self, succeeded: bool = True) -> None:
         """Finish every deployment, including those started meanwhile; rollbacks always succeed."""
@@ -150,9 +171,13 @@ class Sim:
         assert env is not None
         return env
 
-    def answer_gate(self, result: GateResult) -> Decision:
-        (action,) = self.gates.values()
-        return self.send(GateEvaluated(action.key, action.wave, action.gate_index, result, {"value": 0.1}))
+    def answer_gate(self, verdict: Verdict) -> Decision:
+        """Answer every sampling round of the gate being evaluated so that it ends with `verdict`."""
+        while True:
+            (action,) = self.gates.values()
+            decision = self.send(round_of(self.state, action, verdict))
+            if not any(isinstance(a, SampleGate) and a.gate_index == action.gate_index for a in decision.actions):
+                return decision
 
     def versions(self) -> dict[str, str]:
         return {str(e.env): e.version for e in self.state.envs}
@@ -206,7 +231,7 @@ def test_the_story_from_ephemeral_to_production() -> None:
     assert sim.state.current_wave.phase is WavePhase.VERIFYING
 
     # Wave 1 fails its Prometheus gate: it rolls back on its own, each env to its own previous version.
-    rollback = sim.answer_gate(GateResult.FAILED)
+    rollback = sim.answer_gate(Verdict.FAILED)
     assert {(str(a.env), a.version, a.kind) for a in rollback.actions if isinstance(a, StartDeployment)} == {
         ("checkout/eph-1", "1.0.0", DeploymentKind.ROLLBACK),
         ("search/eph-1", "1.2.0", DeploymentKind.ROLLBACK),
@@ -223,7 +248,7 @@ def test_the_story_from_ephemeral_to_production() -> None:
     rerun = sim.ok(Rerun("alex"))
     assert {a.version for a in rerun.actions if isinstance(a, StartDeployment)} == {"2.0.1"}
     sim.finish_all()
-    sim.answer_gate(GateResult.PASSED)
+    sim.answer_gate(Verdict.PASSED)
     assert sim.state.phase is RolloutPhase.AWAITING_PROMOTION
 
     # Wave 2 tolerates one failure; wave 3 bakes for 10 minutes.
@@ -251,7 +276,7 @@ def test_the_story_from_ephemeral_to_production() -> None:
     assert len([a for a in approved.actions if isinstance(a, StartDeployment)]) == 1  # max_parallel 1
     sim.finish("checkout/prod")
     sim.finish("search/prod")
-    done = sim.answer_gate(GateResult.PASSED)
+    done = sim.answer_gate(Verdict.PASSED)
     assert sim.state.phase is RolloutPhase.COMPLETED
     assert done.actions == (Finalize("r1:finalize:2.0.1", "postgres", "2.0.1"),)
     assert sim.versions() == {**dict.fromkeys(STORY_PREVIOUS, "2.0.1"), "checkout/dev": "1.0.0"}
@@ -312,7 +337,7 @@ def test_inconclusive_gate_halts_even_with_rollback_policy() -> None:
     sim = two_waves(plan)
     sim.ok(Start("alex"))
     sim.finish_all()
-    sim.answer_gate(GateResult.INCONCLUSIVE)
+    sim.answer_gate(Verdict.INCONCLUSIVE)
     assert sim.state.phase is RolloutPhase.HALTED
     assert sim.state.wave(1).phase is WavePhase.INCONCLUSIVE
     assert not sim.deployments
@@ -403,6 +428,52 @@ def one_wave(**options: Any) -> Sim:
     return Sim(rollout(plan, [["a/e1", "a/e2"]], {"a/e1": "1.0.0", "a/e2": "1.0.0"}))
 
 
+def errored(sim: Sim, env: str, *, retryable: bool, reason: str = "a/e1 is busy") -> Decision:
+    key = next(k for k, a in sim.deployments.items() if a.env == ref(env))
+    return sim.send(DeploymentFinished(key, ref(env), f"dep-{key}", DeploymentStatus.ERRORED, reason, retryable))
+
+
+def test_an_errored_deployment_is_never_a_failure_and_never_rolls_back() -> None:
+    sim = one_wave(on_failure=OnFailure.ROLLBACK)  # failure_tolerance 0: any failure would roll back
+    sim.ok(Start("alex"))
+    errored(sim, "a/e1", retryable=False, reason="terraform: binary not found")
+    assert sim.env("a/e1").status is EnvStatus.ERRORED
+    assert sim.state.current_wave.phase is WavePhase.DEPLOYING, "a/e2 is still in flight"
+    sim.finish("a/e2")
+    assert sim.state.current_wave.phase is WavePhase.ERRORED and sim.state.phase is RolloutPhase.HALTED
+    assert "errored (not a failure of the change)" in sim.state.reason and "binary not found" in sim.state.reason
+    assert not sim.deployments, "nothing rolled back"
+    rerun = sim.ok(Rerun("alex", only_failed=True))  # fixed: a human reruns what errored
+    assert [str(a.env) for a in rerun.actions if isinstance(a, StartDeployment)] == ["a/e1"]
+    sim.finish("a/e1")
+    assert sim.state.phase is RolloutPhase.COMPLETED
+
+
+def test_a_transient_error_is_retried_after_a_growing_back_off_then_left_to_a_human() -> None:
+    sim = one_wave(on_failure=OnFailure.ROLLBACK)
+    sim.ok(Start("alex"))
+    sim.finish("a/e2")
+    retry = errored(sim, "a/e1", retryable=True)
+    (wake,) = retry.actions
+    assert isinstance(wake, WakeAt) and wake.when == sim.now + timedelta(seconds=5)
+    assert sim.env("a/e1").status is EnvStatus.PENDING and "retry 1 of 8" in sim.env("a/e1").reason
+    assert outstanding(sim.state) == (wake,), "a resumed engine keeps the back-off"
+    assert sim.send(Tick(), seconds=1).actions == (), "not before the back-off ends"
+    again = sim.send(Tick(), seconds=5)
+    (redo,) = again.actions
+    assert isinstance(redo, StartDeployment) and redo.key == "r1:a/e1:deploy-2"
+    delays = []
+    for _ in range(7):
+        wake = errored(sim, "a/e1", retryable=True).actions[0]
+        assert isinstance(wake, WakeAt)
+        delays.append((wake.when - sim.now).total_seconds())
+        sim.send(Tick(), seconds=delays[-1])
+    assert delays == [10, 20, 40, 80, 160, 300, 300]
+    errored(sim, "a/e1", retryable=True)
+    assert sim.env("a/e1").status is EnvStatus.ERRORED and "gave up after 8 retries" in sim.env("a/e1").reason
+    assert sim.state.phase is RolloutPhase.HALTED and sim.state.current_wave.phase is WavePhase.ERRORED
+
+
 def test_failures_within_tolerance_let_the_wave_pass() -> None:
     sim = one_wave(failure_tolerance=Tolerance(percent=50))
     sim.ok(Start("alex"))
@@ -444,24 +515,29 @@ def test_stale_observations_are_ignored() -> None:
     assert sim.send(DeploymentStarted(first.key, first.env, "dep-1")).refused is None
     assert sim.env(str(first.env)).deployment_id == "dep-1"
     sim.finish(str(first.env))
-    again = decide(sim.state, DeploymentFinished(first.key, first.env, "dep-1", False), sim.now)
+    again = decide(sim.state, done(first.key, first.env, "dep-1", False), sim.now)
     assert again.refused is not None and again.state is sim.state
-    gate = decide(sim.state, GateEvaluated("r1:wave-1:run-1:gate-0", 1, 0, GateResult.PASSED), sim.now)
+    gate = decide(sim.state, GateSampled("r1:wave-1:run-1:gate-0:round-0", 1, 0, 0, ()), sim.now)
     assert gate.refused is not None
 
 
 def test_outstanding_lists_what_a_resumed_engine_redoes() -> None:
-    sim = one_wave(gates=(BakeGate(60), PrometheusGate("q")))
+    sim = one_wave(gates=(BakeGate(60), PrometheusGate("q", max=1, count=2, interval_seconds=30)))
     start = sim.ok(Start("alex"))
     assert outstanding(sim.state) == start.actions
     sim.finish_all()
     assert outstanding(sim.state) == (sim.wakes[-1],)
     baked = sim.send(Tick(), seconds=60)
-    (evaluate,) = baked.actions
-    assert isinstance(evaluate, EvaluateGate) and evaluate.gate_index == 1
-    assert outstanding(sim.state) == (evaluate,)
-    assert sim.send(Tick()).actions == (evaluate,)  # a tick asks again, with the same key
-    sim.answer_gate(GateResult.PASSED)
+    (first,) = baked.actions
+    assert isinstance(first, SampleGate) and (first.gate_index, first.round) == (1, 0)
+    assert outstanding(sim.state) == (first,)
+    assert sim.send(Tick()).actions == (first,)  # a tick asks again, with the same key
+    answered = sim.send(round_of(sim.state, first, Verdict.PASSED))
+    (second,) = answered.actions  # the next round, an interval after the first was asked for
+    assert isinstance(second, SampleGate) and second.round == 1
+    assert second.not_before == first.not_before + timedelta(seconds=30)
+    assert outstanding(sim.state) == (second,), "a resumed engine continues with the next round"
+    sim.answer_gate(Verdict.PASSED)
     assert outstanding(sim.state) == (Finalize("r1:finalize:2.0.0", "postgres", "2.0.0"),)
 
 
@@ -469,7 +545,7 @@ def test_state_round_trips_through_the_codec() -> None:
     sim = Sim(rollout(STORY_PLAN, STORY_ENVS, STORY_PREVIOUS))
     sim.ok(Start("alex"))
     sim.finish_all()
-    sim.answer_gate(GateResult.FAILED)
+    sim.answer_gate(Verdict.FAILED)
     data = json.loads(json.dumps(encode(sim.state)))
     assert decode_as(RolloutState, data) == sim.state
 
@@ -562,7 +638,7 @@ ACTORS = ("alex", "bob", "carol")
 GATES: tuple[Gate, ...] = (
     BakeGate(0),
     BakeGate(600),
-    PrometheusGate("q"),
+    PrometheusGate("q", max=0.5, count=2),
     ApprovalGate("approver"),
     ApprovalGate("approver", four_eyes=True),
     ApprovalGate("security"),
@@ -657,15 +733,29 @@ class RolloutRules(RuleBasedStateMachine):
         action = self.sim.deployments[key]
         if report:
             self.apply(DeploymentStarted(key, action.env, f"dep-{key}"))
-        self.apply(DeploymentFinished(key, action.env, f"dep-{key}", succeeded, "" if succeeded else "boom"))
+        self.apply(done(key, action.env, f"dep-{key}", succeeded, "" if succeeded else "boom"))
 
-    @rule(data=st.data(), result=st.sampled_from((GateResult.PASSED,) * 3 + tuple(GateResult)))
-    def answer_gate(self, data: st.DataObject, result: GateResult) -> None:
+    @rule(
+        data=st.data(),
+        retryable=st.booleans(),
+        status=st.sampled_from((DeploymentStatus.ERRORED, DeploymentStatus.CANCELLED)),
+    )
+    def deployment_errors(self, data: st.DataObject, retryable: bool, status: DeploymentStatus) -> None:
+        """Something technical prevented a deployment: never a failure, never a reason to roll back."""
+        if not self.sim.deployments:
+            self.apply(Tick(), 300)  # back-offs run out
+            return
+        key = data.draw(st.sampled_from(sorted(self.sim.deployments)))
+        action = self.sim.deployments[key]
+        self.apply(DeploymentFinished(key, action.env, f"dep-{key}", status, "environment busy", retryable))
+
+    @rule(data=st.data(), result=st.sampled_from((Verdict.PASSED,) * 3 + tuple(Verdict)))
+    def answer_gate(self, data: st.DataObject, result: Verdict) -> None:
         if not self.sim.gates:
             self.apply(Tick(), 600)
             return
         gate = self.sim.gates[data.draw(st.sampled_from(sorted(self.sim.gates)))]  # may be stale
-        decision = self.apply(GateEvaluated(gate.key, gate.wave, gate.gate_index, result))
+        decision = self.apply(round_of(self.sim.state, gate, result))
         if decision.refused is not None:
             del self.sim.gates[gate.key]
 
@@ -675,7 +765,7 @@ class RolloutRules(RuleBasedStateMachine):
         if stale:
             key = data.draw(st.sampled_from(stale))
             env = ref(key.split(":")[1])
-            decision = decide(self.sim.state, DeploymentFinished(key, env, "late", True), self.sim.now)
+            decision = decide(self.sim.state, done(key, env, "late", True), self.sim.now)
             assert decision.refused is not None and decision.state is self.sim.state
 
     # -- the checks ------------------------------------------------------------------------------
@@ -711,8 +801,10 @@ class RolloutRules(RuleBasedStateMachine):
             assert env.version == self.previous[event.env] and env.status is EnvStatus.ROLLED_BACK
         elif event.succeeded:
             assert env.version == action.version  # retarget never changes an in-flight deployment
-        elif action.kind is DeploymentKind.DEPLOY:
+        elif action.kind is DeploymentKind.DEPLOY and event.status is DeploymentStatus.FAILED:
             self.failures[self.run_of[event.key]] += 1
+        elif event.status is not DeploymentStatus.FAILED:
+            assert env.status is not EnvStatus.FAILED, "errored is never failed"
 
     def check_action(self, before: RolloutState, event: Event, after: RolloutState, action: Action) -> None:
         assert not self.aborted or isinstance(action, WakeAt), "nothing new starts after abort"
@@ -727,7 +819,7 @@ class RolloutRules(RuleBasedStateMachine):
                 self.check_deploy(after, env.wave, action)
             else:
                 self.check_rollback(after, env.wave, action)
-        elif isinstance(action, EvaluateGate):
+        elif isinstance(action, SampleGate):
             assert after.phase is not RolloutPhase.PAUSED
             assert after.wave(action.wave).phase is WavePhase.VERIFYING
             assert all(a.env not in after.wave(action.wave).envs for a in self.sim.deployments.values())
@@ -756,8 +848,8 @@ class RolloutRules(RuleBasedStateMachine):
         for w in after.waves:
             spec = after.spec(w.number)
             if w.phase in (WavePhase.AWAITING_PROMOTION, WavePhase.SUCCEEDED) and w.envs and not w.overridden_by:
-                results = {r.gate_index: r.result for r in w.gates}
-                assert all(results.get(i) is GateResult.PASSED for i in exit_gate_indexes(spec))
+                results = {r.gate_index: r.verdict for r in w.gates}
+                assert all(results.get(i) is Verdict.PASSED for i in exit_gate_indexes(spec))
             was = before.wave(w.number).phase
             if w.phase is WavePhase.SUCCEEDED and was is not WavePhase.SUCCEEDED and w.envs:
                 last = w.number == len(after.waves)
@@ -766,6 +858,8 @@ class RolloutRules(RuleBasedStateMachine):
             if was is WavePhase.DEPLOYING and stopped and not isinstance(event, Rollback):
                 policy = spec.on_failure
                 assert w.phase is (WavePhase.ROLLING_BACK if policy is OnFailure.ROLLBACK else WavePhase.FAILED)
+                errored = isinstance(event, DeploymentFinished) and event.status is not DeploymentStatus.FAILED
+                assert not errored, "an errored deployment stopped the wave as a failure"
         if isinstance(event, Promote):
             assert before.current_wave.phase is WavePhase.AWAITING_PROMOTION
 
@@ -839,7 +933,7 @@ def test_a_batch_of_results_decides_like_one_result_at_a_time(
     # In batches: everything in flight finishes together, then whatever that started, and so on.
     while pending_batch:
         events = [
-            DeploymentFinished(a.key, a.env, f"dep-{a.key}", result[str(a.env)] or a.kind is DeploymentKind.ROLLBACK)
+            done(a.key, a.env, f"dep-{a.key}", result[str(a.env)] or a.kind is DeploymentKind.ROLLBACK)
             for a in pending_batch.values()
         ]
         decision = decide_observations(batched_state, events, T0 + timedelta(minutes=1))

@@ -15,7 +15,6 @@ from estate.cli import deploy_cmds, estate_cmds, inventory, rollout_cmds
 from estate.cli.context import Context, get_context, set_context
 from estate.cli.output import Format, report_error, stderr
 from estate.errors import EstateError
-from estate.settings import Settings
 
 app = typer.Typer(
     name="estate",
@@ -54,7 +53,7 @@ def _requested_format(argv: list[str]) -> Format | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of raising (used by the console script and tests)."""
     args = sys.argv[1:] if argv is None else argv
-    ctx = Context(Settings.from_environ())
+    ctx = Context()
     set_context(ctx)
     command = typer.main.get_command(app)
     try:

@@ -1,7 +1,7 @@
 """`estate deploy`, `estate deployment list|show|logs`, `estate rollback`, `estate drift`.
 
-Long work shows progress on stderr (Rich status); stdout carries only the result, so
-`--output json` stays parseable. Sensitive outputs print as `(sensitive)`.
+Long work shows a progress bar on stderr; stdout carries only the result (one summary table for several
+environments), so `--output json` stays parseable. Sensitive outputs print as `(sensitive)`.
 """
 
 from __future__ import annotations
@@ -9,36 +9,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from concurrent.futures import wait
-from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from estate.cli.context import Context, get_context, utcnow
-from estate.cli.output import ActorOpt, Format, OutputOpt, emit, stderr, stdout
-from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus
-from estate.domain.graph import resolve_graph
+from estate.app.views.deployments import BatchView, DeploymentView, DriftReport
+from estate.cli.context import get_context
+from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, live_progress, stdout
 from estate.domain.ids import EnvRef
 from estate.errors import InputError, OperationFailed
-from estate.runners import DeploymentService, LocalPool
-from estate.runners.events import Event, describe
-from estate.store.codec import encode
-from estate.store.deployments import DeploymentRepository
 
 deployment_app = typer.Typer(help="Deployment history: list, show, logs.", no_args_is_help=True)
 
-_STATUS_STYLE = {
-    DeploymentStatus.SUCCEEDED: "green",
-    DeploymentStatus.FAILED: "red",
-    DeploymentStatus.CANCELLED: "yellow",
-    DeploymentStatus.QUEUED: "dim",
-    DeploymentStatus.PLANNING: "cyan",
-    DeploymentStatus.APPLYING: "cyan",
-}
 _ACTION = {
     "create": "[green]+[/]",
     "update": "[yellow]~[/]",
@@ -55,99 +39,36 @@ def _ref(text: str) -> EnvRef:
         raise InputError(str(exc)) from None
 
 
-@contextmanager
-def _service(ctx: Context, label: str) -> Iterator[DeploymentService]:
-    """A service whose Terraform events drive a one-line progress display on stderr."""
-    with stderr.status(escape(label)) as status:
-
-        def progress(deployment_id: int, event: Event) -> None:
-            if event.type not in ("estate.text", "version", "log") and event.message:
-                status.update(escape(f"#{deployment_id} {event.message}"[:160]))
-
-        service = DeploymentService(ctx.store, ctx.settings, now=utcnow, listener=progress)
-        service.recover()
-        yield service
-
-
-def _create_all(service: DeploymentService, refs: list[EnvRef], kind: DeploymentKind, actor: str) -> list[int]:
-    """Resolve every graph first, so one bad environment leaves no queued orphans behind."""
-    estate = service.repo.load_estate()
-    graphs = [resolve_graph(estate, ref) for ref in refs]
-    return [service.create(g.env, kind, triggered_by=actor, graph=g) for g in graphs]
-
-
-def _run_all(service: DeploymentService, ids: list[int]) -> list[Deployment]:
-    if len(ids) == 1:
-        return [service.run(ids[0])]
-    with LocalPool(service, service.config.max_parallel) as pool:
-        futures = [pool.submit(i) for i in ids]
-        wait(futures)  # let every deployment finish before reporting one that raised (e.g. busy)
-        return [f.result() for f in futures]
-
-
-def _summary_json(d: Deployment) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "env": str(d.env),
-        "kind": str(d.kind),
-        "status": str(d.status),
-        "reason": d.reason,
-        "triggered_by": d.triggered_by,
-        "rollout_id": d.rollout_id,
-        "versions": d.graph.versions(),
-        "created_at": d.created_at,
-        "updated_at": d.updated_at,
-    }
-
-
-def deployment_json(d: Deployment) -> dict[str, Any]:
-    """Everything recorded about a deployment except its events; sensitive values masked."""
-    summary = d.plan_summary
-    return {
-        **_summary_json(d),
-        "tool_version": d.tool_version,
-        "graph": encode(d.graph),
-        "transitions": [{"status": str(t.status), "at": t.at} for t in d.transitions],
-        "plan": None
-        if summary is None
-        else {
-            "add": summary.add,
-            "change": summary.change,
-            "remove": summary.remove,
-            "changes": [{"address": c.address, "action": c.action} for c in summary.changes],
-            "destructive": [{"address": c.address, "action": c.action} for c in summary.destructive],
-            "drift": [{"address": c.address, "action": c.action} for c in summary.drift],
-        },
-        "outputs": {k: v.display() for k, v in sorted(d.outputs.items())},
-    }
-
-
-def _render_outcome(d: Deployment) -> None:
-    style = _STATUS_STYLE[d.status]
+def _render_one(d: DeploymentView) -> None:
     stdout.print(
-        f"deployment [bold]{d.id}[/] {d.kind} of {d.env}: [{style}]{d.status}[/]"
+        f"deployment [bold]{d.id}[/] {d.kind} of {d.env}: {colored(d.status)}"
         + (f" — {escape(d.reason)}" if d.reason else "")
     )
-    if d.plan_summary is not None:
-        stdout.print(f"  plan: {d.plan_summary}")
-        for c in d.plan_summary.changes:
+    if d.plan is not None:
+        stdout.print(f"  plan: {d.plan.add} to add, {d.plan.change} to change, {d.plan.remove} to destroy")
+        for c in d.plan.changes:
             stdout.print(f"    {_ACTION.get(c.action, c.action)} {escape(c.address)}")
-    for key, value in sorted(d.outputs.items()):
-        stdout.print(f"  {escape(key)} = {escape(json.dumps(value.display()))}")
+    for key, value in d.outputs.items():
+        stdout.print(f"  {escape(key)} = {escape(json.dumps(value))}")
 
 
-def _render_outcomes(results: list[Deployment]) -> None:
-    for d in results:
-        _render_outcome(d)
+def _render_batch(batch: BatchView) -> None:
+    """One environment in detail; several as one summary table."""
+    if len(batch.deployments) == 1:
+        _render_one(batch.deployments[0])
+        return
+    table = Table("deployment", "environment", "kind", "status", "plan", "note", box=None)
+    for d in batch.deployments:
+        plan = f"+{d.plan.add} ~{d.plan.change} -{d.plan.remove}" if d.plan else ""
+        table.add_row(str(d.id), d.env, d.kind, colored(d.status), plan, escape(d.reason or ""))
+    stdout.print(table)
 
 
-def _finish(results: list[Deployment], output: Format) -> None:
-    data = [deployment_json(d) for d in results]
-    emit(output, data[0] if len(data) == 1 else data, lambda: _render_outcomes(results))
-    failed = [d for d in results if d.status is not DeploymentStatus.SUCCEEDED]
-    if failed:
-        what = "; ".join(f"deployment {d.id} of {d.env} {d.status}: {d.reason}" for d in failed)
-        raise OperationFailed(what, hint="see `estate deployment logs ID` for the full event log")
+def _finish(batch: BatchView, output: Format) -> None:
+    data = batch.deployments[0] if len(batch.deployments) == 1 else batch.deployments
+    emit(output, data, lambda: _render_batch(batch))
+    if batch.problem:
+        raise OperationFailed(batch.problem, hint="see `estate deployment logs ID` for the full event log")
 
 
 def deploy(
@@ -161,14 +82,11 @@ def deploy(
     Several environments run in parallel (runner.max_parallel). Exit 1 if any deployment fails.
     Example: estate deploy checkout/eph-1 --plan-only
     """
-    refs = list(dict.fromkeys(_ref(e) for e in envs))
     ctx = get_context()
-    kind = DeploymentKind.PLAN if plan_only else DeploymentKind.DEPLOY
-    with _service(ctx, f"deploying {', '.join(envs)}") as service:
-        service.toolchain()  # a missing binary is an error before anything is recorded
-        ids = _create_all(service, refs, kind, ctx.actor(actor))
-        results = _run_all(service, ids)
-    _finish(results, output)
+    refs = [_ref(e) for e in envs]
+    with live_progress() as progress:
+        batch = ctx.app.deployments.deploy(ctx.caller(actor), refs, plan_only=plan_only, progress=progress)
+    _finish(batch, output)
 
 
 def rollback(
@@ -181,13 +99,22 @@ def rollback(
 
     Recorded as a new deployment of kind `rollback`. Example: estate rollback checkout/eph-1 --to 12
     """
-    ref = _ref(env)
     ctx = get_context()
-    with _service(ctx, f"rolling back {env} to deployment {to}") as service:
-        service.toolchain()
-        new_id = service.rollback_to(ref, to, triggered_by=ctx.actor(actor))
-        results = [service.run(new_id)]
-    _finish(results, output)
+    _finish(ctx.app.deployments.rollback(ctx.caller(actor), _ref(env), to), output)
+
+
+def _render_drift(report: DriftReport) -> None:
+    table = Table("environment", "state", "deployment", "what differs", box=None)
+    for row in report.envs:
+        if row.status != "succeeded":
+            state, what = colored(row.status), escape(row.reason or "check failed")
+        else:
+            state = colored("drifted" if row.drifted else "in sync")
+            what = ", ".join(
+                f"{_ACTION.get(c.action, c.action)} {escape(c.address)}" for c in row.out_of_band + row.changes
+            )
+        table.add_row(row.env, state, str(row.deployment), what)
+    stdout.print(table)
 
 
 def drift(
@@ -204,44 +131,12 @@ def drift(
     if (env is None) == (not all_):
         raise InputError("give one PROJECT/ENV or --all")
     ctx = get_context()
-    refs = [_ref(env)] if env else [e.ref for e in ctx.store.load_estate().environments]
-    with _service(ctx, f"checking drift of {len(refs)} environment(s)") as service:
-        service.toolchain()
-        ids = _create_all(service, refs, DeploymentKind.PLAN, f"drift:{ctx.actor(actor)}")
-        results = _run_all(service, ids)
-    data = [_drift_json(d) for d in results]
-
-    def render() -> None:
-        for d, row in zip(results, data, strict=True):
-            if row["status"] != "succeeded":
-                stdout.print(f"[red]{d.env}: check failed[/] — {escape(d.reason or '')}")
-            elif row["drifted"]:
-                stdout.print(f"[yellow]{d.env}: drifted[/] (deployment {d.id}: {d.plan_summary})")
-                for c in (*row["out_of_band"], *row["changes"]):
-                    stdout.print(f"    {_ACTION.get(c['action'], c['action'])} {escape(c['address'])}")
-            else:
-                stdout.print(f"[green]{d.env}: in sync[/]")
-
-    emit(output, data, render)
-    if any(d.status is not DeploymentStatus.SUCCEEDED for d in results):
-        raise OperationFailed("some drift checks could not run", hint="see `estate deployment show ID`")
-    if fail_on_drift and any(row["drifted"] for row in data):
-        raise OperationFailed("drift detected")
-
-
-def _drift_json(d: Deployment) -> dict[str, Any]:
-    s = d.plan_summary
-    changes = [{"address": c.address, "action": c.action} for c in (s.changes if s else ())]
-    out_of_band = [{"address": c.address, "action": c.action} for c in (s.drift if s else ())]
-    return {
-        "env": str(d.env),
-        "deployment": d.id,
-        "status": str(d.status),
-        "reason": d.reason,
-        "drifted": bool(s and (s.has_changes or s.drift)),
-        "changes": changes,
-        "out_of_band": out_of_band,
-    }
+    refs = [_ref(env)] if env else None
+    with live_progress() as progress:
+        report = ctx.app.deployments.drift(ctx.caller(actor), refs, fail_on_drift=fail_on_drift, progress=progress)
+    emit(output, report.envs, lambda: _render_drift(report))
+    if report.problem:
+        raise OperationFailed(report.problem)
 
 
 @deployment_app.command("list")
@@ -251,24 +146,23 @@ def deployment_list(
     output: OutputOpt = Format.TEXT,
 ) -> None:
     """List deployments, newest first. Example: estate deployment list checkout/eph-1"""
-    ctx = get_context()
-    found = DeploymentRepository(ctx.store).list(_ref(env) if env else None, limit=limit)
+    found = get_context().app.deployments.list(_ref(env) if env else None, limit=limit)
 
     def render() -> None:
         table = Table("id", "environment", "kind", "status", "versions", "by", "updated", box=None)
         for d in found:
             table.add_row(
                 str(d.id),
-                str(d.env),
-                str(d.kind),
-                f"[{_STATUS_STYLE[d.status]}]{d.status}[/]",
-                ", ".join(d.graph.versions().values()),
+                d.env,
+                d.kind,
+                colored(d.status),
+                ", ".join(d.versions.values()),
                 escape(d.triggered_by),
                 f"{d.updated_at:%m-%d %H:%M:%S}",
             )
         stdout.print(table)
 
-    emit(output, [_summary_json(d) for d in found], render)
+    emit(output, found, render)
 
 
 @deployment_app.command("show")
@@ -276,28 +170,27 @@ def deployment_show(
     deployment_id: Annotated[int, typer.Argument(metavar="ID")], output: OutputOpt = Format.TEXT
 ) -> None:
     """Show a deployment: graph, status transitions, plan summary, outputs (sensitive ones masked)."""
-    ctx = get_context()
-    d = DeploymentRepository(ctx.store).get(deployment_id)
+    d = get_context().app.deployments.show(deployment_id)
 
     def render() -> None:
-        _render_outcome(d)
+        _render_one(d)
         stdout.print(
             f"  triggered by {escape(d.triggered_by)}"
             + (f" (rollout {d.rollout_id})" if d.rollout_id else "")
             + (f", {d.tool_version}" if d.tool_version else "")
+            + (f"; redone as deployment {d.retried_by}" if d.retried_by else "")
         )
-        for r in d.graph.resources:
-            stdout.print(f"  resource [bold]{r.alias}[/]: {r.module}@{r.version} from {escape(r.source)}")
-            for name, value in {**r.inputs, **r.references}.items():
+        for r in d.graph["resources"]:
+            stdout.print(f"  resource [bold]{r['alias']}[/]: {r['module']}@{r['version']} from {escape(r['source'])}")
+            for name, value in {**r["inputs"], **r["references"]}.items():
                 stdout.print(f"    {name} = {escape(json.dumps(value))}")
-        if d.plan_summary is not None and d.plan_summary.destructive:
+        if d.plan is not None and d.plan.destructive:
             stdout.print(
-                "  [red]destructive:[/] "
-                + ", ".join(f"{c.action} {escape(c.address)}" for c in d.plan_summary.destructive)
+                "  [red]destructive:[/] " + ", ".join(f"{c.action} {escape(c.address)}" for c in d.plan.destructive)
             )
         stdout.print("  " + " -> ".join(f"{t.status} {t.at:%H:%M:%S}" for t in d.transitions))
 
-    emit(output, deployment_json(d), render)
+    emit(output, d, render)
 
 
 @deployment_app.command("logs")
@@ -307,19 +200,18 @@ def deployment_logs(
     output: OutputOpt = Format.TEXT,
 ) -> None:
     """Print a deployment's event log; `--output json` prints the raw events, one JSON object per line."""
-    ctx = get_context()
-    repo = DeploymentRepository(ctx.store)
+    deployments = get_context().app.deployments
     last = -1
     while True:
-        done = repo.get(deployment_id).status.is_terminal  # read before events: none can be missed
-        for seq, event in repo.events(deployment_id, after=last):
-            last = seq
+        chunk = deployments.log(deployment_id, after=last)
+        for entry in chunk.events:
+            last = entry.seq
             if output is Format.JSON:
-                sys.stdout.write(json.dumps(event) + "\n")
+                sys.stdout.write(json.dumps(entry.event) + "\n")
             else:
-                stdout.print(escape(describe(event)))
+                stdout.print(escape(entry.text))
         sys.stdout.flush()
-        if done or not follow:
+        if chunk.done or not follow:
             return
         time.sleep(0.5)
 

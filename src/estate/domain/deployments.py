@@ -6,7 +6,11 @@ Pure data; the store persists them (`estate.store.deployments`) and the runner d
     queued -> planning -> applying -> succeeded
        |         |  \\________________/    ^
        |         |   (kind plan: planning -> succeeded)
-       +---------+---------+-> failed | cancelled
+       +---------+---------+-> failed | errored | cancelled
+                 +---------+-> interrupted (the process running it died; retried as a new deployment)
+
+Failed, errored and interrupted are kept apart, as Kargo keeps Failed apart from Errored: only *failed*
+says something about the change itself, so only failed deployments count against a wave's tolerance.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from estate.domain.graph import ResolvedGraph
 from estate.domain.ids import EnvRef
+from estate.errors import ConflictError
 
 JSON = Any
 SENSITIVE = "(sensitive)"
@@ -40,12 +45,14 @@ class DeploymentStatus(StrEnum):
     PLANNING = "planning"
     APPLYING = "applying"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # Terraform ran and failed, or could not run (reason says which)
-    CANCELLED = "cancelled"  # stopped on request before it finished
+    FAILED = "failed"  # Terraform ran and the change failed (plan or apply error, timeout)
+    ERRORED = "errored"  # something technical prevented the attempt (binary missing, environment busy, a bug)
+    INTERRUPTED = "interrupted"  # the process running it died mid-run; `retried_by` names the run that redid it
+    CANCELLED = "cancelled"  # stopped on request before it finished, or never started
 
     @property
     def is_terminal(self) -> bool:
-        return self in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED, DeploymentStatus.CANCELLED)
+        return self not in (DeploymentStatus.QUEUED, DeploymentStatus.PLANNING, DeploymentStatus.APPLYING)
 
     @property
     def is_active(self) -> bool:
@@ -54,27 +61,29 @@ class DeploymentStatus(StrEnum):
 
 
 _S = DeploymentStatus
-_ENDS = frozenset({_S.FAILED, _S.CANCELLED})
+_ENDS = frozenset({_S.FAILED, _S.ERRORED, _S.CANCELLED})
 TRANSITIONS: Mapping[DeploymentStatus, frozenset[DeploymentStatus]] = MappingProxyType(
     {
         _S.QUEUED: frozenset({_S.PLANNING}) | _ENDS,
-        _S.PLANNING: frozenset({_S.APPLYING, _S.SUCCEEDED}) | _ENDS,
-        _S.APPLYING: frozenset({_S.SUCCEEDED}) | _ENDS,
+        _S.PLANNING: frozenset({_S.APPLYING, _S.SUCCEEDED, _S.INTERRUPTED}) | _ENDS,
+        _S.APPLYING: frozenset({_S.SUCCEEDED, _S.INTERRUPTED}) | _ENDS,
         _S.SUCCEEDED: frozenset(),
         _S.FAILED: frozenset(),
+        _S.ERRORED: frozenset(),
+        _S.INTERRUPTED: frozenset(),
         _S.CANCELLED: frozenset(),
     }
 )
 
-INTERRUPTED = "interrupted"  # the reason recorded for a deployment whose process died mid-run
 
-
-class TransitionRefused(Exception):
+class TransitionRefused(ConflictError):
     """A status change that `TRANSITIONS` does not allow (e.g. out of a terminal status)."""
 
 
 @dataclass(frozen=True)
-class Transition:
+class StatusChange:
+    """The deployment entered `status` at `at`."""
+
     status: DeploymentStatus
     at: datetime
 
@@ -109,6 +118,11 @@ class PlanSummary:
     def has_changes(self) -> bool:
         return bool(self.add or self.change or self.remove)
 
+    @property
+    def drifted(self) -> bool:
+        """The environment differs from its configuration: the plan would change it, or it changed outside."""
+        return self.has_changes or bool(self.drift)
+
     def __str__(self) -> str:
         return f"{self.add} to add, {self.change} to change, {self.remove} to destroy"
 
@@ -134,12 +148,15 @@ class Deployment:
     status: DeploymentStatus
     triggered_by: str
     graph: ResolvedGraph
-    transitions: tuple[Transition, ...]
+    transitions: tuple[StatusChange, ...]
     reason: str | None = None
     rollout_id: str | None = None
     plan_summary: PlanSummary | None = None
     outputs: Mapping[str, OutputValue] = field(default_factory=lambda: MappingProxyType({}))
     tool_version: str | None = None
+    retryable: bool = False  # errored for a reason that may pass by itself (environment busy, store unavailable)
+    retried_by: int | None = None  # the deployment that redid this interrupted one
+    holder: str | None = None  # the process that runs (or will run) it: `host:pid`
 
     @property
     def created_at(self) -> datetime:
@@ -156,6 +173,6 @@ class Deployment:
         return replace(
             self,
             status=status,
-            transitions=(*self.transitions, Transition(status, now)),
+            transitions=(*self.transitions, StatusChange(status, now)),
             reason=reason if reason is not None else self.reason,
         )

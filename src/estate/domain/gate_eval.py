@@ -1,7 +1,7 @@
 """Prometheus gates, the pure part: render a PromQL template, then judge observations.
 
 No I/O and no clock: the adapter in `estate.gates.prometheus` sends the rendered queries and hands
-back `Observation`s; `evaluate` turns them into a deterministic `GateResult` (no timestamps inside).
+back `Sample`s; `evaluate` turns them into a deterministic `Judgement` (no timestamps inside).
 
 A gate never passes on missing evidence: an unreachable Prometheus, a query error or a NaN make a
 sample *inconclusive*; only a definite breach beyond `failure_limit` makes it *failed*.
@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from estate.domain.model import Environment
 from estate.domain.plans import GateScope, NoData, PrometheusGate
+from estate.errors import InputError
 
 # ---------------------------------------------------------------------------------------------
 # Templates
@@ -31,7 +32,7 @@ _RE2_META = frozenset("\\.+*?()|[]{}^$")
 _QUOTES = "\"'`"
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """A query template is malformed, names unknown placeholders, or cannot be filled in safely."""
 
 
@@ -197,6 +198,11 @@ class PlannedQuery:
     error: str | None = None
 
 
+def subjects(gate: PrometheusGate, wave_name: str, envs: Sequence[str]) -> tuple[str, ...]:
+    """Who every sampling round must report on: each environment (`project/env`), or the wave."""
+    return (wave_subject(wave_name),) if gate.scope == GateScope.WAVE else tuple(envs)
+
+
 def plan_queries(gate: PrometheusGate, wave_name: str, envs: Sequence[Environment]) -> tuple[PlannedQuery, ...]:
     """The queries of one sampling round: one per environment, or one for the wave."""
     if gate.scope == GateScope.WAVE:
@@ -237,52 +243,52 @@ class SampleStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class Observation:
+class Sample:
     """What one sampling round saw for one subject: a value per returned series, or an error."""
 
     subject: str
-    sample: int  # the round, 0-based
+    round: int  # 0-based
     query: str  # the query as sent
     values: tuple[float, ...] = ()  # empty: the query returned no data
     error: str | None = None  # Prometheus unreachable, bad query, template error
 
     @classmethod
-    def of(cls, subject: str, sample: int, query: str, value: float | str | None) -> Observation:
+    def of(cls, subject: str, round: int, query: str, value: float | str | None) -> Sample:
         """Shorthand: a float (NaN allowed), None for no data, or an error message."""
         if isinstance(value, str):
-            return cls(subject, sample, query, error=value)
-        return cls(subject, sample, query, () if value is None else (float(value),))
+            return cls(subject, round, query, error=value)
+        return cls(subject, round, query, () if value is None else (float(value),))
 
 
 @dataclass(frozen=True)
-class SampleResult:
+class JudgedSample:
     """One sample judged; `values` holds what was observed (empty for no data, errors and NaN)."""
 
-    sample: int
+    round: int
     status: SampleStatus
     values: tuple[float, ...] = ()
     detail: str = ""
 
 
 @dataclass(frozen=True)
-class SubjectResult:
+class SubjectJudgement:
     """The verdict for one environment (or the wave, for scope wave) with every sample's value."""
 
     subject: str
     query: str
     verdict: Verdict
     reason: str
-    samples: tuple[SampleResult, ...]
+    samples: tuple[JudgedSample, ...]
     failures: int
 
 
 @dataclass(frozen=True)
-class GateResult:
+class Judgement:
     """The verdict of a Prometheus gate: the most severe of its subjects' verdicts."""
 
     verdict: Verdict
     reason: str
-    subjects: tuple[SubjectResult, ...]
+    subjects: tuple[SubjectJudgement, ...]
 
 
 def _num(v: float) -> str:
@@ -302,19 +308,19 @@ def _breaches(gate: PrometheusGate, v: float) -> bool:
     return (gate.max is not None and v > gate.max) or (gate.min is not None and v < gate.min)
 
 
-def judge_sample(gate: PrometheusGate, obs: Observation) -> SampleResult:
+def judge_sample(gate: PrometheusGate, obs: Sample) -> JudgedSample:
     """Classify one observation; NaN counts as an error because it proves nothing."""
     if obs.error is not None:
-        return SampleResult(obs.sample, SampleStatus.ERROR, detail=obs.error)
+        return JudgedSample(obs.round, SampleStatus.ERROR, detail=obs.error)
     if any(math.isnan(v) for v in obs.values):
-        return SampleResult(obs.sample, SampleStatus.ERROR, detail="the query returned NaN")
+        return JudgedSample(obs.round, SampleStatus.ERROR, detail="the query returned NaN")
     if not obs.values:
-        return SampleResult(obs.sample, SampleStatus.NO_DATA, detail="the query returned no data")
+        return JudgedSample(obs.round, SampleStatus.NO_DATA, detail="the query returned no data")
     status = SampleStatus.BREACH if any(_breaches(gate, v) for v in obs.values) else SampleStatus.OK
-    return SampleResult(obs.sample, status, obs.values)
+    return JudgedSample(obs.round, status, obs.values)
 
 
-def _shown(s: SampleResult) -> str:
+def _shown(s: JudgedSample) -> str:
     if s.status == SampleStatus.NO_DATA:
         return "no data"
     if s.status == SampleStatus.ERROR:
@@ -324,14 +330,14 @@ def _shown(s: SampleResult) -> str:
     return "[" + ", ".join(_num(v) for v in s.values) + "]"
 
 
-def _counts_as(gate: PrometheusGate, s: SampleResult) -> SampleStatus:
+def _counts_as(gate: PrometheusGate, s: JudgedSample) -> SampleStatus:
     """What a sample weighs in the verdict: no data counts as the gate's no_data policy says."""
     if s.status != SampleStatus.NO_DATA:
         return s.status
     return {NoData.FAIL: SampleStatus.BREACH, NoData.PASS: SampleStatus.OK}.get(gate.no_data, SampleStatus.ERROR)
 
 
-def _subject_verdict(gate: PrometheusGate, samples: Sequence[SampleResult]) -> tuple[Verdict, str, int]:
+def _subject_verdict(gate: PrometheusGate, samples: Sequence[JudgedSample]) -> tuple[Verdict, str, int]:
     failing = [s for s in samples if _counts_as(gate, s) == SampleStatus.BREACH]
     unknown = [s for s in samples if _counts_as(gate, s) == SampleStatus.ERROR]
     observed = "observed " + ", ".join(_shown(s) for s in samples)
@@ -341,7 +347,7 @@ def _subject_verdict(gate: PrometheusGate, samples: Sequence[SampleResult]) -> t
         return Verdict.FAILED, why, len(failing)
     if unknown:
         first = unknown[0]
-        return Verdict.INCONCLUSIVE, f"sample {first.sample + 1}: {first.detail}", len(failing)
+        return Verdict.INCONCLUSIVE, f"sample {first.round + 1}: {first.detail}", len(failing)
     if len(samples) < gate.count:
         return Verdict.INCONCLUSIVE, f"only {len(samples)} of {gate.count} samples taken", len(failing)
     if gate.max is None and gate.min is None:
@@ -350,16 +356,16 @@ def _subject_verdict(gate: PrometheusGate, samples: Sequence[SampleResult]) -> t
     return Verdict.PASSED, f"{len(samples)} samples within {cond}{tolerated}; {observed}", len(failing)
 
 
-def _judge_subject(gate: PrometheusGate, subject: str, observations: Sequence[Observation]) -> SubjectResult:
-    latest = {o.sample: o for o in observations}  # a round repeated after a crash: the last one counts
+def _judge_subject(gate: PrometheusGate, subject: str, observations: Sequence[Sample]) -> SubjectJudgement:
+    latest = {o.round: o for o in observations}  # a round repeated after a crash: the last one counts
     ordered = [latest[i] for i in sorted(latest)]
     samples = tuple(judge_sample(gate, o) for o in ordered)
     verdict, reason, failures = _subject_verdict(gate, samples)
     query = ordered[-1].query if ordered else ""
-    return SubjectResult(subject, query, verdict, reason, samples, failures)
+    return SubjectJudgement(subject, query, verdict, reason, samples, failures)
 
 
-def _summary(verdict: Verdict, subjects: Sequence[SubjectResult]) -> str:
+def _summary(verdict: Verdict, subjects: Sequence[SubjectJudgement]) -> str:
     if not subjects:
         return "nothing was observed"
     if verdict == Verdict.PASSED:
@@ -372,9 +378,9 @@ def _summary(verdict: Verdict, subjects: Sequence[SubjectResult]) -> str:
     return f"{len(hit)} of {len(subjects)} {verdict}: {shown}{more}"
 
 
-def evaluate(gate: PrometheusGate, observations: Iterable[Observation], expected: Sequence[str] = ()) -> GateResult:
+def evaluate(gate: PrometheusGate, observations: Iterable[Sample], expected: Sequence[str] = ()) -> Judgement:
     """Judge every round's observations; FAILED if any subject failed, else INCONCLUSIVE if any was."""
-    grouped: dict[str, list[Observation]] = {s: [] for s in expected}
+    grouped: dict[str, list[Sample]] = {s: [] for s in expected}
     for obs in observations:
         grouped.setdefault(obs.subject, []).append(obs)
     subjects = tuple(_judge_subject(gate, s, grouped[s]) for s in sorted(grouped))
@@ -385,4 +391,4 @@ def evaluate(gate: PrometheusGate, observations: Iterable[Observation], expected
         verdict = Verdict.INCONCLUSIVE
     else:
         verdict = Verdict.PASSED
-    return GateResult(verdict, _summary(verdict, subjects), subjects)
+    return Judgement(verdict, _summary(verdict, subjects), subjects)

@@ -13,6 +13,7 @@ from typing import Any
 from estate.domain.ids import EnvRef
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import ModuleRule
+from estate.errors import NotFoundError
 
 JSON = Any
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -102,8 +103,22 @@ class Estate:
     def module(self, module_id: str) -> Module | None:
         return next((m for m in self.modules if m.id == module_id), None)
 
+    def require_module(self, module_id: str) -> Module:
+        """The module; NotFoundError naming where to look when there is none."""
+        found = self.module(module_id)
+        if found is None:
+            raise NotFoundError(f"unknown module '{module_id}'", hint="see `estate module list`")
+        return found
+
     def plan(self, plan_id: str) -> RolloutPlan | None:
         return next((p for p in self.plans if p.id == plan_id), None)
+
+    def require_plan(self, plan_id: str) -> RolloutPlan:
+        """The rollout plan; NotFoundError naming where to look when there is none."""
+        found = self.plan(plan_id)
+        if found is None:
+            raise NotFoundError(f"unknown rollout plan '{plan_id}'", hint="see `estate plan list`")
+        return found
 
     def environment(self, ref: EnvRef) -> Environment | None:
         return next((e for e in self.environments if e.ref == ref), None)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from estate.domain.selectors import Selector
+from estate.errors import InputError
 
 
 class OnFailure(StrEnum):
@@ -90,6 +91,16 @@ class ApprovalGate:
 Gate = BakeGate | PrometheusGate | ApprovalGate
 
 
+def describe_gate(gate: Gate) -> str:
+    """`bake 600s`, `approval by approver (four eyes)`, `prometheus 'q' max 0.05 x3/10s`: a gate as people read it."""
+    if isinstance(gate, BakeGate):
+        return f"bake {gate.seconds}s"
+    if isinstance(gate, ApprovalGate):
+        return f"approval by {gate.role}" + (" (four eyes)" if gate.four_eyes else "")
+    bounds = " ".join(f"{k} {v:g}" for k, v in (("min", gate.min), ("max", gate.max)) if v is not None)
+    return f"prometheus {gate.query!r} {bounds} x{gate.count}/{gate.interval_seconds}s"
+
+
 @dataclass(frozen=True)
 class Wave:
     """One step of a plan: the environments it selects and how to roll them."""
@@ -111,3 +122,13 @@ class RolloutPlan:
     waves: tuple[Wave, ...]
     destructive: Destructive = Destructive.BLOCK
     description: str = ""
+
+    def wave_number(self, wave: str) -> int:
+        """The 1-based number of a wave given by number or by name; InputError naming the waves otherwise."""
+        names = [w.name for w in self.waves]
+        if wave.isdigit() and 1 <= int(wave) <= len(names):
+            return int(wave)
+        if wave in names:
+            return names.index(wave) + 1
+        known = ", ".join(f"{i} {n}" for i, n in enumerate(names, 1))
+        raise InputError(f"no wave '{wave}' in plan '{self.id}': its waves are {known}")

@@ -32,19 +32,20 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from estate.domain.deployments import DeploymentKind
-from estate.domain.plans import ApprovalGate
+from estate.domain.deployments import DeploymentKind, DeploymentStatus
+from estate.domain.gate_eval import evaluate, subjects
+from estate.domain.plans import ApprovalGate, PrometheusGate
 from estate.domain.rollout_events import (
     COMMANDS,
+    TARGET,
     Abort,
     Action,
     Approve,
     Command,
     DeploymentFinished,
     DeploymentStarted,
-    EvaluateGate,
     Event,
-    GateEvaluated,
+    GateSampled,
     Observation,
     Pause,
     Promote,
@@ -52,8 +53,10 @@ from estate.domain.rollout_events import (
     Resume,
     Retarget,
     Rollback,
+    SampleGate,
     Start,
     StartDeployment,
+    Subject,
     Tick,
     Transition,
 )
@@ -67,6 +70,8 @@ from estate.domain.rollout_progress import (
     gate_action,
     queue_for_rollback,
     reset_after,
+    retry_later,
+    retry_wake,
     settle,
     succeed,
     sync_phase,
@@ -118,6 +123,7 @@ _RERUNNABLE = frozenset(
         WavePhase.SUCCEEDED,
         WavePhase.FAILED,
         WavePhase.INCONCLUSIVE,
+        WavePhase.ERRORED,
         WavePhase.ROLLED_BACK,
     }
 )
@@ -182,6 +188,7 @@ def outstanding(state: RolloutState) -> tuple[Action, ...]:
     gate = gate_action(state, state.current_wave) if state.phase not in FROZEN else None
     if gate is not None:
         actions.append(gate)
+    actions += [retry_wake(state, e) for e in state.envs_of(state.current) if e.key is None and e.retry_at is not None]
     if state.phase is Phase.COMPLETED:
         actions.append(finalize_action(state))
     return tuple(actions)
@@ -220,7 +227,7 @@ def _approve(d: Draft, event: Approve) -> str | None:
     new = tuple(Approval(i, event.actor, d.now) for i, _ in eligible)
     d.put_wave(replace(wave, approvals=wave.approvals + new))
     for i, gate in eligible:
-        d.note(f"wave {wave.number} gate {i}", "awaiting_approval", "approved", f"role {gate.role}")
+        d.note(Subject.of_wave(wave.number, i), "awaiting_approval", "approved", f"role {gate.role}")
     return None
 
 
@@ -276,7 +283,7 @@ def _abort(d: Draft, event: Abort) -> str | None:
 
 def _retarget(d: Draft, event: Retarget) -> str | None:
     if event.version != d.state.version:
-        d.note("target", d.state.version, event.version)
+        d.note(TARGET, d.state.version, event.version)
         d.state = replace(d.state, version=event.version)
     return None
 
@@ -358,34 +365,51 @@ def _deployment_finished(d: Draft, event: DeploymentFinished) -> str | None:
     env = d.state.env(event.env)
     if env is None or env.key is None or env.key != event.key:
         return f"stale: no deployment {event.key} is in flight for {event.env}"
-    done: dict[str, Any] = {"key": None, "deployment_id": event.deployment_id, "reason": event.reason}
-    if env.kind is DeploymentKind.ROLLBACK:
-        if event.succeeded:
-            d.env_to(env, EnvStatus.ROLLED_BACK, version=env.previous_version, changed=False, **done)
-        else:
-            why = f"rollback failed: {event.reason}"
-            d.env_to(env, EnvStatus.FAILED, why, **{**done, "reason": why})
-        return None
-    if event.succeeded:
-        d.env_to(env, EnvStatus.SUCCEEDED, version=env.target, **done)
+    done: dict[str, Any] = {"key": None, "deployment_id": event.deployment_id, "errors": 0}
+    rollback = env.kind is DeploymentKind.ROLLBACK
+    rolling_back = d.state.wave(env.wave).phase is WavePhase.ROLLING_BACK
+    if event.status not in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED):
+        # Errored (or cancelled): nothing judged the change, so it is never a failure and never triggers
+        # a rollback; a transient error is retried after a back-off, any other waits for a human.
+        why = f"{'rollback ' if rollback else ''}{event.status}: {event.reason}"
+        if event.retryable and (rollback or not rolling_back):
+            retry_later(d, env, why, **{**done, "errors": env.errors})
+            return None
+        d.env_to(env, EnvStatus.ERRORED, why, reason=why, retry_at=None, **done)
+    elif rollback and event.succeeded:
+        d.env_to(env, EnvStatus.ROLLED_BACK, version=env.previous_version, changed=False, reason="", **done)
+    elif rollback:
+        why = f"rollback failed: {event.reason}"
+        d.env_to(env, EnvStatus.FAILED, why, reason=why, **done)
+    elif event.succeeded:
+        d.env_to(env, EnvStatus.SUCCEEDED, version=env.target, reason=event.reason, **done)
     else:
-        d.env_to(env, EnvStatus.FAILED, event.reason, **done)
-    if d.state.wave(env.wave).phase is WavePhase.ROLLING_BACK:
-        queue_for_rollback(d, env)
+        d.env_to(env, EnvStatus.FAILED, event.reason, reason=event.reason, **done)
+    if rolling_back and not rollback:  # a deploy that ended while its wave rolls back is rolled back too
+        queue_for_rollback(d, d.state.env(event.env) or env)
     return None
 
 
-def _gate_evaluated(d: Draft, event: GateEvaluated) -> str | None:
+def _gate_sampled(d: Draft, event: GateSampled) -> str | None:
     state = d.state
     if not 1 <= event.wave <= len(state.waves) or state.phase.is_terminal:
         return f"stale: rollout {state.id} waits for no gate {event.key}"
     wave = state.wave(event.wave)
     action = gate_action(state, wave)
-    if not isinstance(action, EvaluateGate) or action.key != event.key or action.gate_index != event.gate_index:
-        return f"stale: wave {event.wave} is not waiting for gate evaluation {event.key}"
-    record = GateRecord(event.gate_index, event.result, d.now, event.details)
-    d.put_wave(replace(wave, gates=(*wave.gates, record)))
-    d.note(f"wave {wave.number} gate {event.gate_index}", "evaluating", event.result)
+    if not isinstance(action, SampleGate) or action.key != event.key:
+        return f"stale: wave {event.wave} is not waiting for gate sample {event.key}"
+    wave = replace(wave, rounds=wave.rounds + 1, samples=wave.samples + event.samples)
+    gate = state.spec(wave.number).gates[action.gate_index]
+    assert isinstance(gate, PrometheusGate)
+    if wave.rounds < gate.count:
+        d.put_wave(wave)
+        d.actions.append(gate_action(d.state, wave) or action)
+        return None
+    expected = subjects(gate, state.spec(wave.number).name, [str(e) for e in action.envs])
+    judgement = evaluate(gate, wave.samples, expected)
+    record = GateRecord(action.gate_index, judgement.verdict, d.now, judgement.reason, judgement)
+    d.put_wave(replace(wave, samples=(), gates=(*wave.gates, record)))
+    d.note(Subject.of_wave(wave.number, action.gate_index), "evaluating", judgement.verdict)
     return None
 
 
@@ -406,7 +430,7 @@ _HANDLERS: Mapping[type[Any], Callable[[Draft, Any], str | None]] = MappingProxy
         Rerun: _rerun,
         DeploymentStarted: _deployment_started,
         DeploymentFinished: _deployment_finished,
-        GateEvaluated: _gate_evaluated,
+        GateSampled: _gate_sampled,
         Tick: _tick,
     }
 )

@@ -12,18 +12,14 @@ Every event is one frozen dataclass, so fields can be added later without breaki
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
-from typing import Any
+from enum import StrEnum
 
-from estate.domain.deployments import DeploymentKind
+from estate.domain.deployments import DeploymentKind, DeploymentStatus
+from estate.domain.gate_eval import Sample
 from estate.domain.ids import EnvRef
 from estate.domain.plans import PrometheusGate
-from estate.domain.rollout_state import GateResult
-
-_NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
 
 # -- commands ------------------------------------------------------------------------------------
 
@@ -118,32 +114,41 @@ class DeploymentStarted:
 
 @dataclass(frozen=True)
 class DeploymentFinished:
-    """The deployment of action `key` for `env` ended."""
+    """The deployment of action `key` for `env` ended in `status` (succeeded, failed, errored or cancelled).
+
+    Only *failed* judges the change; *errored* says something technical prevented the attempt, and
+    `retryable` that it may pass by itself (a busy environment), so the machine tries again later."""
 
     key: str
     env: EnvRef
     deployment_id: str
-    succeeded: bool
+    status: DeploymentStatus
     reason: str = ""
+    retryable: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is DeploymentStatus.SUCCEEDED
 
 
 @dataclass(frozen=True)
-class GateEvaluated:
-    """The engine evaluated exit gate `gate_index` of `wave` for the `EvaluateGate` action `key`."""
+class GateSampled:
+    """The engine took sampling round `round` of exit gate `gate_index` of `wave` for the `SampleGate` action
+    `key`; `samples` holds what each subject's query returned (errors included, as data)."""
 
     key: str
     wave: int
     gate_index: int
-    result: GateResult
-    details: Mapping[str, Any] = field(default_factory=lambda: _NO_DETAILS)
+    round: int
+    samples: tuple[Sample, ...]
 
 
 @dataclass(frozen=True)
 class Tick:
-    """Time passed: bake gates may have elapsed; outstanding gate evaluations are asked for again."""
+    """Time passed: bakes, sampling intervals and retry back-offs may have elapsed."""
 
 
-Observation = DeploymentStarted | DeploymentFinished | GateEvaluated | Tick
+Observation = DeploymentStarted | DeploymentFinished | GateSampled | Tick
 Event = Command | Observation
 
 # -- actions -------------------------------------------------------------------------------------
@@ -163,13 +168,15 @@ class StartDeployment:
 
 
 @dataclass(frozen=True)
-class EvaluateGate:
-    """Evaluate Prometheus exit gate `gate_index` of `wave` over `envs`, not before `not_before`, and
-    report `GateEvaluated` with the same key. Bake gates never need this: the machine times them."""
+class SampleGate:
+    """Take sampling round `round` of Prometheus exit gate `gate_index` of `wave` over `envs`, not before
+    `not_before`, and report `GateSampled` with the same key. One query per subject, no waiting: the
+    machine spaces the rounds `interval` apart and judges them once the last one is in."""
 
     key: str
     wave: int
     gate_index: int
+    round: int
     gate: PrometheusGate
     envs: tuple[EnvRef, ...]
     not_before: datetime
@@ -177,7 +184,7 @@ class EvaluateGate:
 
 @dataclass(frozen=True)
 class WakeAt:
-    """Send a `Tick` at (or soon after) `when`; a bake gate ends then."""
+    """Send a `Tick` at (or soon after) `when`: a bake ends, or a back-off after a transient error."""
 
     key: str
     when: datetime
@@ -192,17 +199,55 @@ class Finalize:
     version: str
 
 
-Action = StartDeployment | EvaluateGate | WakeAt | Finalize
+Action = StartDeployment | SampleGate | WakeAt | Finalize
 
 # -- log -----------------------------------------------------------------------------------------
 
 
+class SubjectKind(StrEnum):
+    """What a log entry is about."""
+
+    ROLLOUT = "rollout"  # the rollout's phase
+    TARGET = "target"  # the target version (retarget)
+    WAVE = "wave"  # a wave's phase
+    GATE = "gate"  # a gate of a wave
+    ENV = "env"  # an environment's status in the rollout
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a transition happened to, as typed fields; `str()` gives "wave 1 gate 0", "env checkout/eph-1"."""
+
+    kind: SubjectKind
+    wave: int | None = None
+    gate: int | None = None
+    env: EnvRef | None = None
+
+    @classmethod
+    def of_wave(cls, wave: int, gate: int | None = None) -> Subject:
+        return cls(SubjectKind.WAVE if gate is None else SubjectKind.GATE, wave, gate)
+
+    def __str__(self) -> str:
+        if self.kind is SubjectKind.WAVE:
+            return f"wave {self.wave}"
+        if self.kind is SubjectKind.GATE:
+            return f"wave {self.wave} gate {self.gate}"
+        if self.kind is SubjectKind.ENV:
+            return f"env {self.env}"
+        return str(self.kind)
+
+
+ROLLOUT = Subject(SubjectKind.ROLLOUT)
+TARGET = Subject(SubjectKind.TARGET)
+
+
 @dataclass(frozen=True)
 class Transition:
-    """One entry of the append-only rollout event log: `subject` went from `before` to `after`."""
+    """One entry of the append-only rollout event log: `subject` went from `before` to `after` (phases,
+    statuses, verdicts or versions, as their string values)."""
 
     at: datetime
-    subject: str  # "rollout", "target", "wave 1", "wave 1 gate 0", "env checkout/eph-1"
+    subject: Subject
     before: str
     after: str
     reason: str = ""

@@ -1,11 +1,13 @@
 """How the current wave of a rollout moves forward on its own; part of the rollout state machine.
 
 `estate.domain.rollout` handles each event, then calls `settle` here, which drives the current wave
-as far as it can go without new input: start deployments up to `max_parallel`, apply `on_failure`
-once failures exceed the tolerance, run exit gates one after the other (bake timed with `now`,
-Prometheus asked of the engine), promote automatically, finalize after the last wave. Every step
-that starts something appends an action, every change of phase or status a log `Transition`.
-Pure, like the rest of the machine: no I/O, no clock, no randomness.
+as far as it can go without new input: start deployments up to `max_parallel` (an environment that
+errored transiently waits out its back-off first), apply `on_failure` once failures exceed the
+tolerance, halt on an error that will not pass by itself, run exit gates one after the other (bake
+timed with `now`, Prometheus sampled round by round by the engine, judged here), promote
+automatically, finalize after the last wave. Every step that starts something appends an action,
+every change of phase or status a log `Transition`. Pure, like the rest of the machine: no I/O, no
+clock, no randomness; waiting is a `WakeAt` action, never a sleep.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from types import MappingProxyType
 from typing import Any
 
 from estate.domain.deployments import DeploymentKind
+from estate.domain.gate_eval import Verdict
 from estate.domain.plans import BakeGate, OnFailure, PrometheusGate
 from estate.domain.rollout_events import (
+    ROLLOUT,
     Action,
-    EvaluateGate,
     Finalize,
+    SampleGate,
     StartDeployment,
+    Subject,
+    SubjectKind,
     Transition,
     WakeAt,
 )
@@ -30,7 +36,6 @@ from estate.domain.rollout_state import (
     EnvState,
     EnvStatus,
     GateRecord,
-    GateResult,
     RolloutPhase,
     RolloutState,
     WavePhase,
@@ -55,9 +60,19 @@ _PHASE_OF_WAVE: Mapping[WavePhase, RolloutPhase] = MappingProxyType(
         WavePhase.SUCCEEDED: Phase.COMPLETED,  # only the last wave stays current once it succeeded
         WavePhase.FAILED: Phase.HALTED,
         WavePhase.INCONCLUSIVE: Phase.HALTED,
+        WavePhase.ERRORED: Phase.HALTED,
         WavePhase.ROLLED_BACK: Phase.FAILED,
     }
 )
+
+#: Transient errors an environment may have in a row before it halts its wave for a human.
+MAX_TRANSIENT_ERRORS = 8
+
+
+def backoff(errors: int) -> timedelta:
+    """How long to wait before trying again after the `errors`-th transient error in a row: 5 s, doubling,
+    at most 5 minutes (deterministic: the same history replays to the same schedule)."""
+    return timedelta(seconds=min(5 * 2 ** (max(errors, 1) - 1), 300))
 
 
 class Draft:
@@ -70,7 +85,7 @@ class Draft:
         self.actions: list[Action] = []
         self.log: list[Transition] = []
 
-    def note(self, subject: str, before: str, after: str, reason: str = "") -> None:
+    def note(self, subject: Subject, before: str, after: str, reason: str = "") -> None:
         self.log.append(Transition(self.now, subject, before, after, reason, self.actor))
 
     def put_wave(self, wave: WaveState) -> None:
@@ -81,12 +96,12 @@ class Draft:
     def wave_to(self, number: int, phase: WavePhase, reason: str = "", **changes: Any) -> None:
         wave = self.state.wave(number)
         if wave.phase != phase:
-            self.note(f"wave {number}", wave.phase, phase, reason)
+            self.note(Subject.of_wave(number), wave.phase, phase, reason)
         self.put_wave(replace(wave, phase=phase, reason=reason, **changes))
 
     def env_to(self, env: EnvState, status: EnvStatus, why: str = "", **changes: Any) -> None:
         if env.status != status:
-            self.note(f"env {env.env}", env.status, status, why)
+            self.note(Subject(SubjectKind.ENV, env=env.env), env.status, status, why)
         self.state = self.state.with_env(replace(env, status=status, **changes))
 
 
@@ -131,20 +146,33 @@ def _drive_approval(d: Draft, wave: WaveState) -> bool:
 
 def _drive_deploy(d: Draft, wave: WaveState) -> bool:
     spec, envs = d.state.spec(wave.number), d.state.envs_of(wave.number)
-    failed = sum(1 for e in envs if e.status is EnvStatus.FAILED)
+    failed = sum(1 for e in envs if e.status is EnvStatus.FAILED)  # errored environments never count
     if failed > spec.failure_tolerance.allowed(len(envs)):
         reason = f"{failed} of {len(envs)} environments failed (tolerance {spec.failure_tolerance})"
         _on_failure(d, wave.number, reason)
         return True
-    pending = [e for e in envs if e.status is EnvStatus.PENDING]
     in_flight = sum(1 for e in envs if e.status.in_flight)
-    for env in pending[: max(max(spec.max_parallel, 1) - in_flight, 0)]:
+    errored = [e for e in envs if e.status is EnvStatus.ERRORED]
+    if errored:  # start nothing more; once the wave is quiet, a human decides
+        if in_flight:
+            return False
+        d.wave_to(wave.number, WavePhase.ERRORED, _errored_reason(errored))
+        return True
+    pending = [e for e in envs if e.status is EnvStatus.PENDING]
+    ready = [e for e in pending if e.retry_at is None or e.retry_at <= d.now]
+    for env in ready[: max(max(spec.max_parallel, 1) - in_flight, 0)]:
         _start_deployment(d, env, DeploymentKind.DEPLOY)
     if pending or in_flight:
         return False
     d.wave_to(wave.number, WavePhase.VERIFYING, verify_started_at=d.now)
     _next_gate(d, wave.number)
     return True
+
+
+def _errored_reason(errored: list[EnvState]) -> str:
+    shown = "; ".join(f"{e.env}: {e.reason}" for e in errored[:3])
+    more = f"; and {len(errored) - 3} more" if len(errored) > 3 else ""
+    return f"{len(errored)} environment(s) errored (not a failure of the change): {shown}{more}"
 
 
 def _drive_verify(d: Draft, wave: WaveState) -> bool:
@@ -157,9 +185,9 @@ def _drive_verify(d: Draft, wave: WaveState) -> bool:
     record = wave.record(index)
     if record is None:
         return False
-    if record.result is GateResult.PASSED:
+    if record.verdict is Verdict.PASSED:
         _next_gate(d, n)
-    elif record.result is GateResult.FAILED:
+    elif record.verdict is Verdict.FAILED:
         _on_failure(d, n, f"gate {index} failed")
     else:
         d.wave_to(n, WavePhase.INCONCLUSIVE, f"gate {index} was inconclusive")
@@ -169,9 +197,9 @@ def _drive_verify(d: Draft, wave: WaveState) -> bool:
 def _drive_bake(d: Draft, wave: WaveState, index: int, gate: BakeGate) -> bool:
     if d.now < _bake_ends(wave, gate):
         return False
-    record = GateRecord(index, GateResult.PASSED, d.now, MappingProxyType({"baked_seconds": gate.seconds}))
+    record = GateRecord(index, Verdict.PASSED, d.now, f"baked {gate.seconds}s")
     d.put_wave(replace(wave, gates=(*wave.gates, record)))
-    d.note(f"wave {wave.number} gate {index}", "baking", GateResult.PASSED, f"baked {gate.seconds}s")
+    d.note(Subject.of_wave(wave.number, index), "baking", Verdict.PASSED, record.reason)
     _next_gate(d, wave.number)
     return True
 
@@ -180,7 +208,9 @@ def _drive_rollback(d: Draft, wave: WaveState) -> bool:
     n, spec = wave.number, d.state.spec(wave.number)
     in_flight = d.state.in_flight(n)
     slots = max(max(spec.max_parallel, 1) - in_flight, 0)
-    starting, rest = wave.rollback_queue[:slots], wave.rollback_queue[slots:]
+    ready = [r for r in wave.rollback_queue if _ready(d.state.env(r), d.now)]
+    starting = ready[:slots]
+    rest = tuple(r for r in wave.rollback_queue if r not in starting)
     d.put_wave(replace(wave, rollback_queue=rest))
     for ref in starting:
         env = d.state.env(ref)
@@ -194,6 +224,10 @@ def _drive_rollback(d: Draft, wave: WaveState) -> bool:
     else:
         d.wave_to(n, WavePhase.ROLLED_BACK, wave.reason)
     return True
+
+
+def _ready(env: EnvState | None, now: datetime) -> bool:
+    return env is not None and (env.retry_at is None or env.retry_at <= now)
 
 
 def _start_deployment(d: Draft, env: EnvState, kind: DeploymentKind) -> None:
@@ -213,8 +247,33 @@ def _start_deployment(d: Draft, env: EnvState, kind: DeploymentKind) -> None:
         deployment_id=None,
         changed=env.changed or deploy,
         reason="",
+        retry_at=None,
     )
     d.actions.append(StartDeployment(key, env.env, d.state.module, version, kind))
+
+
+def retry_later(d: Draft, env: EnvState, reason: str, **done: Any) -> None:
+    """`env`'s deployment errored transiently (`reason`): try it again after a back-off (a rollback goes back
+    to the wave's rollback queue), or, after too many errors in a row, leave it errored for a human."""
+    errors = env.errors + 1
+    if errors > MAX_TRANSIENT_ERRORS:
+        why = f"{reason} (gave up after {MAX_TRANSIENT_ERRORS} retries)"
+        d.env_to(env, EnvStatus.ERRORED, why, **{**done, "reason": why, "errors": 0, "retry_at": None})
+        return
+    when = d.now + backoff(errors)
+    why = f"{reason}; retry {errors} of {MAX_TRANSIENT_ERRORS} at {when:%H:%M:%S}"
+    rollback = env.kind is DeploymentKind.ROLLBACK
+    status = EnvStatus.ERRORED if rollback else EnvStatus.PENDING  # an errored rollback waits in the queue
+    d.env_to(env, status, why, **{**done, "reason": why, "errors": errors, "retry_at": when})
+    if rollback:
+        queue_for_rollback(d, d.state.env(env.env) or env)
+    d.actions.append(retry_wake(d.state, d.state.env(env.env) or env))
+
+
+def retry_wake(state: RolloutState, env: EnvState) -> WakeAt:
+    """The timer that ends `env`'s back-off."""
+    assert env.retry_at is not None
+    return WakeAt(f"{state.id}:{env.env}:retry-{env.errors}", env.retry_at)
 
 
 def _on_failure(d: Draft, n: int, reason: str) -> None:
@@ -253,7 +312,7 @@ def _next_gate(d: Draft, n: int) -> None:
     if not remaining:
         _gates_passed(d, n)
         return
-    wave = replace(wave, gate_index=remaining[0], gate_started_at=d.now)
+    wave = replace(wave, gate_index=remaining[0], gate_started_at=d.now, rounds=0, samples=())
     d.put_wave(wave)
     action = gate_action(d.state, wave)
     if action is not None:
@@ -283,13 +342,15 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
     wave = d.state.wave(n)
     for env in d.state.envs_of(n):
         if not (only_failed and env.status is EnvStatus.SUCCEEDED):
-            d.env_to(env, EnvStatus.PENDING, reason="")
+            d.env_to(env, EnvStatus.PENDING, reason="", retry_at=None, errors=0)
     d.state = replace(d.state, current=n)
     fresh: dict[str, Any] = {
         "run": wave.run + 1,
         "verify_started_at": None,
         "gate_index": None,
         "gate_started_at": None,
+        "rounds": 0,
+        "samples": (),
         "gates": (),
         "approvals": (),
         "overridden_by": None,
@@ -316,7 +377,7 @@ def sync_phase(d: Draft, before: RolloutPhase) -> None:
     phase = state.phase if state.phase in FROZEN else _PHASE_OF_WAVE[state.current_wave.phase]
     reason = state.current_wave.reason if phase in (Phase.HALTED, Phase.FAILED) else ""
     if phase != before:
-        d.note("rollout", before, phase, reason)
+        d.note(ROLLOUT, before, phase, reason)
     d.state = replace(state, phase=phase, reason=reason)
 
 
@@ -324,7 +385,7 @@ def sync_phase(d: Draft, before: RolloutPhase) -> None:
 
 
 def gate_action(state: RolloutState, wave: WaveState) -> Action | None:
-    """What an unanswered exit gate of `wave` waits on: a Prometheus evaluation or the end of a bake."""
+    """What an unanswered exit gate of `wave` waits on: its next sampling round, or the end of a bake."""
     index = wave.gate_index
     if wave.phase is not WavePhase.VERIFYING or index is None or wave.record(index) is not None:
         return None
@@ -334,7 +395,9 @@ def gate_action(state: RolloutState, wave: WaveState) -> Action | None:
         return WakeAt(f"{key}:wake", _bake_ends(wave, gate))
     if isinstance(gate, PrometheusGate):
         envs = tuple(e.env for e in state.envs_of(wave.number) if e.status is EnvStatus.SUCCEEDED)
-        return EvaluateGate(key, wave.number, index, gate, envs, wave.gate_started_at or state.created_at)
+        started = wave.gate_started_at or state.created_at
+        not_before = started + timedelta(seconds=gate.interval_seconds * wave.rounds)
+        return SampleGate(f"{key}:round-{wave.rounds}", wave.number, index, wave.rounds, gate, envs, not_before)
     return None
 
 

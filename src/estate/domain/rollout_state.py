@@ -15,10 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from types import MappingProxyType
-from typing import Any
 
 from estate.domain.deployments import DeploymentKind  # a rollout runs DEPLOY or ROLLBACK
+from estate.domain.gate_eval import Judgement, Sample, Verdict
 from estate.domain.ids import EnvRef
 from estate.domain.plans import ApprovalGate, RolloutPlan, Wave
 
@@ -53,6 +52,7 @@ class WavePhase(StrEnum):
     SUCCEEDED = "succeeded"  # promoted (or auto-promoted, or the last wave passed)
     FAILED = "failed"  # too many failures, a failed gate (on_failure halt) or an incomplete rollback: needs a human
     INCONCLUSIVE = "inconclusive"  # a gate could not decide; never a pass: waits for a human
+    ERRORED = "errored"  # a deployment could not be attempted (not a failure of the change): waits for a human
     ROLLING_BACK = "rolling_back"  # restoring each environment this rollout changed
     ROLLED_BACK = "rolled_back"  # every environment this rollout changed is back on its previous version
 
@@ -64,7 +64,7 @@ class WavePhase(StrEnum):
     @property
     def halted(self) -> bool:
         """Stopped on a failure, waiting for a human (override, rollback, rerun or abort)."""
-        return self in (WavePhase.FAILED, WavePhase.INCONCLUSIVE)
+        return self in (WavePhase.FAILED, WavePhase.INCONCLUSIVE, WavePhase.ERRORED)
 
 
 class EnvStatus(StrEnum):
@@ -74,6 +74,7 @@ class EnvStatus(StrEnum):
     DEPLOYING = "deploying"  # a deployment to the target version is in flight
     SUCCEEDED = "succeeded"  # on the target version it was deployed with
     FAILED = "failed"  # its last deployment (deploy or rollback) failed
+    ERRORED = "errored"  # its last deployment could not be attempted for a technical reason (never a failure)
     ROLLING_BACK = "rolling_back"  # a deployment back to its previous version is in flight
     ROLLED_BACK = "rolled_back"  # back on its previous version
     SKIPPED = "skipped"  # left out: its wave was accepted by override, rolled back or aborted first
@@ -85,17 +86,6 @@ class EnvStatus(StrEnum):
     @property
     def in_flight(self) -> bool:
         return self in (EnvStatus.DEPLOYING, EnvStatus.ROLLING_BACK)
-
-
-class GateResult(StrEnum):
-    """What a gate evaluation said; only PASSED lets a wave through."""
-
-    PASSED = "passed"
-    FAILED = "failed"  # the gate said no
-    INCONCLUSIVE = "inconclusive"  # the gate could not decide (no data, errors): a human decides
-
-
-_NO_DETAILS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -114,16 +104,20 @@ class EnvState:
     target: str | None = None  # version the latest deployment applies
     deployment_id: str | None = None  # the engine's id of the latest deployment
     reason: str = ""
+    retry_at: datetime | None = None  # after a transient error: pending, but not started before this
+    errors: int = 0  # transient errors in a row (the back-off grows with them)
 
 
 @dataclass(frozen=True)
 class GateRecord:
-    """The result of one exit gate in the wave's current run."""
+    """The verdict of one exit gate in the wave's current run; `at` is when it was reached (the evidence
+    itself carries no clock reading, so equal evidence compares equal)."""
 
     gate_index: int
-    result: GateResult
+    verdict: Verdict
     at: datetime
-    details: Mapping[str, Any] = field(default_factory=lambda: _NO_DETAILS)
+    reason: str = ""
+    judgement: Judgement | None = None  # a Prometheus gate's evidence, per subject and sample
 
 
 @dataclass(frozen=True)
@@ -146,6 +140,8 @@ class WaveState:
     verify_started_at: datetime | None = None  # when its deployments finished; bake counts from here
     gate_index: int | None = None  # the exit gate being evaluated
     gate_started_at: datetime | None = None  # when that evaluation was asked for
+    rounds: int = 0  # sampling rounds of that gate taken so far
+    samples: tuple[Sample, ...] = ()  # what those rounds saw
     gates: tuple[GateRecord, ...] = ()
     approvals: tuple[Approval, ...] = ()
     overridden_by: str | None = None  # who accepted it despite a failure or inconclusive gate

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from estate.errors import InputError
+
 CONFIG_OWNER = "config"
 
 
@@ -76,11 +78,14 @@ class ModuleRule:
         )
 
 
-class RuleTieError(Exception):
+class RuleTieError(InputError):
     """Two rules of the same specificity match one environment."""
 
     def __init__(self, rules: tuple[ModuleRule, ...]) -> None:
-        super().__init__(f"{len(rules)} rules of scope {rules[0].scope.name.lower()} tie")
+        super().__init__(
+            f"{len(rules)} rules of scope {rules[0].scope.name.lower()} tie ({rules[0].scope_text})",
+            hint="make one of them more specific, or remove one",
+        )
         self.rules = rules
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Estate, Resource
 from estate.domain.rules import ModuleRule, RuleIndex, Scope
 
@@ -46,3 +49,32 @@ def module_usage(estate: Estate, module_id: str) -> list[Binding]:
         if b.module == module_id
     ]
     return sorted(found, key=lambda b: (rank.get(b.env.type, 1 << 30), b.env.project, b.env.id, b.alias))
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Impact analysis of one module: who is on which version, with totals, and who no rule covers."""
+
+    bindings: tuple[Binding, ...]
+    owners: Mapping[str, str]  # project -> owner
+    by_version: Mapping[str, int]
+    by_env_type: Mapping[str, int]
+    by_owner: Mapping[str, int]
+    unresolved: tuple[EnvRef, ...]  # their manifest needs the module's resource type, yet no rule picks a version
+
+
+def usage_report(estate: Estate, module_id: str) -> UsageReport:
+    """`module_usage` with totals per version, env type and owner; NotFoundError for an unknown module."""
+    module = estate.require_module(module_id)
+    owners = {p.id: p.owner for p in estate.projects}
+    found = module_usage(estate, module_id)
+    using = {b.env.ref for b in found}
+    needing = {p.id for p in estate.projects if any(r.type == module.resource_type for r in p.resources)}
+    return UsageReport(
+        bindings=tuple(found),
+        owners=owners,
+        by_version=Counter(b.version or "" for b in found),
+        by_env_type=Counter(b.env.type for b in found),
+        by_owner=Counter(owners.get(b.env.project, "") for b in found),
+        unresolved=tuple(e.ref for e in estate.environments if e.project in needing and e.ref not in using),
+    )

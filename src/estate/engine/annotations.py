@@ -11,39 +11,37 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from estate.domain.rollout_events import Transition
-from estate.domain.rollout_state import RolloutState
+from estate.domain.rollout_events import SubjectKind, Transition
+from estate.domain.rollout_state import RolloutState, WavePhase
 from estate.gates.grafana import GrafanaAnnotator
 
 log = logging.getLogger(__name__)
 _WAVE_MILESTONES = frozenset(
     {
-        "deploying",
-        "succeeded",
-        "failed",
-        "inconclusive",
-        "rolling_back",
-        "rolled_back",
-        "awaiting_promotion",
-        "awaiting_approval",
+        WavePhase.DEPLOYING,
+        WavePhase.SUCCEEDED,
+        WavePhase.FAILED,
+        WavePhase.INCONCLUSIVE,
+        WavePhase.ERRORED,
+        WavePhase.ROLLING_BACK,
+        WavePhase.ROLLED_BACK,
+        WavePhase.AWAITING_PROMOTION,
+        WavePhase.AWAITING_APPROVAL,
     }
 )
 
 
 def milestone(state: RolloutState, t: Transition) -> tuple[str, str] | None:
     """(wave name, text) when `t` is worth a mark on every dashboard; None otherwise."""
-    parts = t.subject.split()
-    if len(parts) < 2 or parts[0] != "wave" or not parts[1].isdigit():
-        return None
-    number = int(parts[1])
-    if not 1 <= number <= len(state.waves):
+    number = t.subject.wave
+    if number is None or not 1 <= number <= len(state.waves):
         return None
     wave = state.spec(number).name
-    if len(parts) == 2 and t.after in _WAVE_MILESTONES:
-        what = "started" if t.after == "deploying" else t.after.replace("_", " ")
+    if t.subject.kind is SubjectKind.WAVE and t.after in _WAVE_MILESTONES:
+        what = "started" if t.after == WavePhase.DEPLOYING else t.after.replace("_", " ")
         text = f"{state.id}: wave {number} ({wave}) {what}"
-    elif len(parts) == 4 and parts[2] == "gate":
-        text = f"{state.id}: wave {number} ({wave}) gate {parts[3]} {t.after}"
+    elif t.subject.kind is SubjectKind.GATE:
+        text = f"{state.id}: wave {number} ({wave}) gate {t.subject.gate} {t.after}"
     else:
         return None
     return wave, text + (f": {t.reason}" if t.reason else "") + f" [{state.module} {state.version}]"

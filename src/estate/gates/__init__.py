@@ -5,18 +5,18 @@ from estate.gates.grafana import GrafanaAnnotator, annotation_body, annotation_t
 from estate.gates.prometheus import (
     InstantQuerier,
     PrometheusClient,
+    PrometheusSampler,
     PrometheusUnreachable,
     parse_response,
-    sample,
 )
 
 __all__ = [
     "GrafanaAnnotator",
     "InstantQuerier",
     "PrometheusClient",
+    "PrometheusSampler",
     "PrometheusUnreachable",
     "annotation_body",
     "annotation_tags",
     "parse_response",
-    "sample",
 ]

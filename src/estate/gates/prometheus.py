@@ -1,7 +1,7 @@
 """The Prometheus gate adapter: send instant queries (`GET /api/v1/query`) and return observations.
 
 Nothing here raises into the engine for a broken Prometheus: transport errors, HTTP errors and bad
-answers become `Observation.error`, which the pure evaluator turns into an inconclusive verdict.
+answers become `Sample.error`, which the pure evaluator turns into an inconclusive verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from estate.domain.gate_eval import Observation, plan_queries
+from estate.domain.gate_eval import Sample, plan_queries
 from estate.domain.model import Environment
 from estate.domain.plans import PrometheusGate
 from estate.errors import ComponentError
@@ -171,27 +171,26 @@ def _ssl_context(ca_file: str | None) -> tuple[ssl.SSLContext | None, str | None
         return None, f"settings.prometheus.ca_file {ca_file}: {exc}"
 
 
-def sample(
-    gate: PrometheusGate,
-    envs: Sequence[Environment],
-    wave_name: str,
-    client: InstantQuerier,
-    *,
-    sample_index: int,
-) -> list[Observation]:
-    """One sampling round: every planned query sent once; failures come back as observation errors."""
-    target = client.for_url(gate.url) if gate.url else client
-    down: str | None = None  # once Prometheus is unreachable, skip the remaining queries of the round
-    observations = []
-    for planned in plan_queries(gate, wave_name, envs):
-        error = planned.error or down
-        values: tuple[float, ...] = ()
-        if error is None:
-            try:
-                values = target.query(planned.query)
-            except PrometheusUnreachable as exc:
-                error = down = exc.message
-            except ComponentError as exc:
-                error = exc.message
-        observations.append(Observation(planned.subject, sample_index, planned.query, values, error))
-    return observations
+@dataclass(frozen=True)
+class PrometheusSampler:
+    """Takes one sampling round of a Prometheus gate (the engine's `GateSampler` port): every planned query
+    sent once, failures returned as samples with an error, never raised."""
+
+    client: InstantQuerier
+
+    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+        target = self.client.for_url(gate.url) if gate.url else self.client
+        down: str | None = None  # once Prometheus is unreachable, skip the remaining queries of the round
+        samples = []
+        for planned in plan_queries(gate, wave_name, envs):
+            error = planned.error or down
+            values: tuple[float, ...] = ()
+            if error is None:
+                try:
+                    values = target.query(planned.query)
+                except PrometheusUnreachable as exc:
+                    error = down = exc.message
+                except ComponentError as exc:
+                    error = exc.message
+            samples.append(Sample(planned.subject, round, planned.query, values, error))
+        return samples

@@ -20,7 +20,7 @@ Raw = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Event:
+class TerraformEvent:
     """Any line: its type, level and human message."""
 
     type: str
@@ -29,7 +29,7 @@ class Event:
 
 
 @dataclass(frozen=True)
-class ResourceChange(Event):
+class ResourceChange(TerraformEvent):
     """planned_change, resource_drift, apply_start/complete/errored: one resource and an action."""
 
     address: str = ""
@@ -37,7 +37,7 @@ class ResourceChange(Event):
 
 
 @dataclass(frozen=True)
-class ChangeSummary(Event):
+class ChangeSummary(TerraformEvent):
     add: int = 0
     change: int = 0
     remove: int = 0
@@ -45,7 +45,7 @@ class ChangeSummary(Event):
 
 
 @dataclass(frozen=True)
-class Diagnostic(Event):
+class Diagnostic(TerraformEvent):
     severity: str = "error"
     summary: str = ""
     detail: str = ""
@@ -54,7 +54,7 @@ class Diagnostic(Event):
 
 
 @dataclass(frozen=True)
-class Outputs(Event):
+class Outputs(TerraformEvent):
     outputs: Mapping[str, OutputValue] = field(default_factory=dict)
     secrets: Mapping[str, Any] = field(default_factory=dict)  # sensitive values: never logged or shown
 
@@ -80,7 +80,7 @@ def estate_event(kind: str, message: str, level: str = "info", **extra: Any) -> 
     return {"type": f"estate.{kind}", "@level": level, "@message": message, **extra}
 
 
-def parse_line(line: str) -> tuple[Event, Raw]:
+def parse_line(line: str) -> tuple[TerraformEvent, Raw]:
     """One stdout line -> (typed event, redacted raw object to store)."""
     try:
         raw = json.loads(line)
@@ -88,11 +88,11 @@ def parse_line(line: str) -> tuple[Event, Raw]:
         raw = None
     if not isinstance(raw, dict) or "type" not in raw:
         text = line.rstrip("\n")
-        return Event("estate.text", "info", text), estate_event("text", text)
+        return TerraformEvent("estate.text", "info", text), estate_event("text", text)
     return typed(raw)
 
 
-def typed(raw: Raw) -> tuple[Event, Raw]:
+def typed(raw: Raw) -> tuple[TerraformEvent, Raw]:
     """The typed view of one raw event, and the raw event with sensitive values removed."""
     kind, level, message = str(raw["type"]), str(raw.get("@level", "info")), str(raw.get("@message", ""))
     if kind in RESOURCE_TYPES:
@@ -114,7 +114,7 @@ def typed(raw: Raw) -> tuple[Event, Raw]:
         return _diagnostic(raw, level, message), raw
     if kind == "outputs":
         return _outputs(raw, level, message)
-    return Event(kind, level, message), raw
+    return TerraformEvent(kind, level, message), raw
 
 
 def _diagnostic(raw: Raw, level: str, message: str) -> Diagnostic:
@@ -161,7 +161,7 @@ class Collector:
     secrets: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
-    def add(self, event: Event) -> None:
+    def add(self, event: TerraformEvent) -> None:
         if isinstance(event, ResourceChange) and event.type == "planned_change":
             self.changes.append(PlannedChange(event.address, event.action))
         elif isinstance(event, ResourceChange) and event.type == "resource_drift":
@@ -194,7 +194,7 @@ def _one_line(d: Diagnostic) -> str:
 
 def describe(raw: Mapping[str, Any]) -> str:
     """One human line for a stored event (the `estate deployment logs` rendering)."""
-    event, _ = typed(dict(raw)) if "type" in raw else (Event("?", "info", str(raw)), raw)
+    event, _ = typed(dict(raw)) if "type" in raw else (TerraformEvent("?", "info", str(raw)), raw)
     if isinstance(event, Diagnostic):
         where = f" ({event.where})" if event.where else ""
         detail = f"\n    {event.detail}" if event.detail else ""

@@ -2,7 +2,7 @@
 
 Each deployment is one Terraform process at a time, so threads are cheap here: they wait on
 subprocesses. The per-environment lock (see `locks`) still applies inside the pool: a second
-deployment of a busy environment fails its future with EnvironmentBusy.
+deployment of a busy environment ends `errored` (retryable) without running.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from estate.runners.events import Collector, Event, Raw, estate_event
+from estate.runners.events import Collector, Raw, TerraformEvent, estate_event
 from estate.store.deployments import DeploymentRepository
 
 _BATCH = 50
@@ -33,7 +33,10 @@ _CHATTY = frozenset(
 
 class EventRecorder:
     def __init__(
-        self, repo: DeploymentRepository, deployment_id: int, listener: Callable[[int, Event], None] | None = None
+        self,
+        repo: DeploymentRepository,
+        deployment_id: int,
+        listener: Callable[[int, TerraformEvent], None] | None = None,
     ) -> None:
         self.repo = repo
         self.deployment_id = deployment_id
@@ -43,15 +46,15 @@ class EventRecorder:
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
 
-    def sink(self, collector: Collector | None = None) -> Callable[[Event, Raw], None]:
-        def take(event: Event, raw: Raw) -> None:
+    def sink(self, collector: Collector | None = None) -> Callable[[TerraformEvent, Raw], None]:
+        def take(event: TerraformEvent, raw: Raw) -> None:
             if collector is not None:
                 collector.add(event)
             self.record(event, raw)
 
         return take
 
-    def record(self, event: Event, raw: Raw) -> None:
+    def record(self, event: TerraformEvent, raw: Raw) -> None:
         with self._lock:
             self._buffer.append(raw)
             due = (
@@ -65,7 +68,7 @@ class EventRecorder:
             self.flush()
 
     def error(self, message: str) -> None:
-        self.record(Event("estate.error", "error", message), estate_event("error", message, level="error"))
+        self.record(TerraformEvent("estate.error", "error", message), estate_event("error", message, level="error"))
 
     def flush(self) -> None:
         with self._lock:

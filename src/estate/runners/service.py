@@ -1,7 +1,7 @@
 """Deployments, for real: the API the CLI and the rollout engine use (implements `ports.Runner`).
 
     service = DeploymentService(store, settings, now=utcnow)
-    service.recover()                                   # once at start: mark orphans failed (interrupted)
+    service.recover()                                   # once at start: runs whose process died -> interrupted
     dep_id = service.create(EnvRef("checkout", "eph-1"), DeploymentKind.DEPLOY, triggered_by="rollout:r1",
                             rollout_id="r1")            # queued, with the resolved graph snapshot
     outcome = service.run(dep_id)                       # blocking; a Deployment in a terminal status
@@ -10,29 +10,30 @@
         futures = [pool.submit(i) for i in ids]
 
 `create` snapshots the graph from the store's current estate (rollout pins are env-scoped rules, so
-a pinned `postgres@2.0.0` is in it). `run` is idempotent: a finished deployment returns its record
-unchanged, a queued one runs, one left `planning`/`applying` by a dead process is marked
-`failed (interrupted)`. Status is persisted before each step starts. Operation failures (a failed
-apply, a timeout) are *returned* as a failed record; only bad calls raise (NotFoundError,
-EnvironmentBusy when another deployment of the same environment is running: the second one is
-refused, not queued, and is recorded as cancelled).
+a pinned `postgres@2.0.0` is in it) and names this process as the one that will run it. `run` is
+idempotent: a finished deployment returns its record unchanged, a queued one runs, one left
+`planning`/`applying` by a dead process is marked `interrupted`. Status is persisted before each step
+starts. Every outcome is *returned* as a record: `failed` when Terraform ran and the change failed (a
+failed plan or apply, a timeout), `errored` when something technical prevented the attempt (the
+binary is missing; the environment is busy with another deployment, which is `retryable`; a bug).
+Only bad calls raise (NotFoundError).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from estate.domain.deployments import INTERRUPTED, Deployment, DeploymentKind, DeploymentStatus
+from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus
 from estate.domain.graph import ResolvedGraph, resolve_graph
 from estate.domain.ids import EnvRef
-from estate.errors import ComponentError, ConflictError, InputError
+from estate.errors import ComponentError, ConflictError, EstateError, InputError
 from estate.runners import render
 from estate.runners.config import RunnerConfig
-from estate.runners.events import Collector, Event, estate_event
+from estate.runners.events import Collector, TerraformEvent, estate_event
 from estate.runners.locks import EnvironmentBusy, clear_stale_state_lock, environment_lock
 from estate.runners.process import CancelToken, ProcessResult
 from estate.runners.recorder import EventRecorder
@@ -40,11 +41,14 @@ from estate.runners.secrets import check_key, seal
 from estate.runners.toolchain import Toolchain, find_toolchain
 from estate.runners.workspace import Workspace
 from estate.settings import Settings
-from estate.store.deployments import DeploymentRepository
+from estate.store.deployments import DeploymentRepository, NewDeployment
+from estate.store.holders import process_identity
 from estate.store.repository import Store
 
+log = logging.getLogger(__name__)
+
 DeploymentOutcome = Deployment  # what `run` returns: the final record
-EventListener = Callable[[int, Event], None]
+EventListener = Callable[[int, TerraformEvent], None]
 
 
 class DeploymentService:
@@ -58,11 +62,13 @@ class DeploymentService:
         now: Callable[[], datetime],
         config: RunnerConfig | None = None,
         listener: EventListener | None = None,
+        holder: str | None = None,
     ) -> None:
         self.repo = DeploymentRepository(store)
         self.settings = settings
         self.now = now
         self.listener = listener
+        self.holder = holder or process_identity()
         self._config = config
         self._toolchain: Toolchain | None = None
         self._lock = threading.Lock()
@@ -94,9 +100,21 @@ class DeploymentService:
         graph: ResolvedGraph | None = None,
     ) -> int:
         """Record a queued deployment; the graph is resolved now unless given (GraphError if it can't be)."""
-        check_key(self.config.secret_key)
         graph = graph or resolve_graph(self.repo.load_estate(), env)
-        return self.repo.create(env, kind, triggered_by, graph, self.now(), rollout_id).id
+        return self.create_all([graph], kind, triggered_by=triggered_by, rollout_id=rollout_id)[0]
+
+    def create_all(
+        self,
+        graphs: Sequence[ResolvedGraph],
+        kind: DeploymentKind,
+        *,
+        triggered_by: str,
+        rollout_id: str | None = None,
+    ) -> list[int]:
+        """Record one queued deployment per graph in one transaction (all or none); their ids."""
+        check_key(self.config.secret_key)
+        requests = [NewDeployment(g.env, kind, triggered_by, g, rollout_id, self.holder) for g in graphs]
+        return [d.id for d in self.repo.create(requests, self.now())]
 
     def rollback_to(self, env: EnvRef, deployment_id: int, *, triggered_by: str, rollout_id: str | None = None) -> int:
         """Queue a `rollback` that re-applies `deployment_id`'s graph (same module versions and inputs)."""
@@ -128,8 +146,11 @@ class DeploymentService:
                     return self._interrupted(dep)
                 return self._execute(dep)
         except EnvironmentBusy as busy:
+            # Nothing was attempted: errored, not failed, and worth trying again once the other run ends.
             if dep.status is DeploymentStatus.QUEUED:
-                self.repo.transition(dep.id, DeploymentStatus.CANCELLED, self.now(), reason=busy.message)
+                return self.repo.transition(
+                    dep.id, DeploymentStatus.ERRORED, self.now(), busy.message, retryable=True, holder=self.holder
+                )
             raise
 
     def cancel(self, deployment_id: int) -> bool:
@@ -145,24 +166,33 @@ class DeploymentService:
         return False
 
     def recover(self) -> list[Deployment]:
-        """Mark deployments left `planning`/`applying` by a dead process `failed (interrupted)`."""
-        recovered = []
-        for dep in self.repo.list(statuses=(DeploymentStatus.PLANNING, DeploymentStatus.APPLYING), limit=1000):
+        """Settle deployments whose process died: one that was running becomes `interrupted`; a queued one
+        that no rollout will run becomes `cancelled` (never started). A rollout's queued deployments are
+        left to the engine that drives it, which runs them (or redoes interrupted ones) by action key."""
+        settled = []
+        unfinished = (DeploymentStatus.QUEUED, DeploymentStatus.PLANNING, DeploymentStatus.APPLYING)
+        for dep in self.repo.list(statuses=unfinished, limit=10_000):
+            if (dep.status is DeploymentStatus.QUEUED and dep.rollout_id) or not self.repo.holder_gone(dep, self.now()):
+                continue
             try:
                 with environment_lock(self.config.lock_path(dep.env), str(dep.env), "recovery"):
                     current = self.repo.get(dep.id)  # it may have finished since we listed it
                     if current.status.is_active:
-                        recovered.append(self._interrupted(current))
+                        settled.append(self._interrupted(current))
+                    elif current.status is DeploymentStatus.QUEUED:
+                        why = f"never started: {current.holder or 'the process that queued it'} stopped first"
+                        settled.append(self.repo.transition(current.id, DeploymentStatus.CANCELLED, self.now(), why))
             except EnvironmentBusy:
                 continue  # a live process is running it
-        return recovered
+        return settled
 
     def _interrupted(self, dep: Deployment) -> Deployment:
         # We hold the environment lock, so no Terraform of ours is running for it: its local
         # state lock, if one is left, is stale.
         if not self.config.backend:
             clear_stale_state_lock(self.config.state_dir(dep.env) / "terraform.tfstate")
-        return self.repo.transition(dep.id, DeploymentStatus.FAILED, self.now(), reason=INTERRUPTED)
+        why = f"interrupted: {dep.holder or 'the process running it'} stopped while it ran"
+        return self.repo.transition(dep.id, DeploymentStatus.INTERRUPTED, self.now(), why)
 
     def _execute(self, dep: Deployment) -> Deployment:
         token = CancelToken()
@@ -173,11 +203,17 @@ class DeploymentService:
         try:
             return run.execute()
         except Exception as exc:
-            # A bug or a broken disk/database: record it rather than leave the status dangling.
-            if not run.dep.status.is_terminal:
-                with contextlib.suppress(Exception):
-                    run.move(DeploymentStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
-            raise
+            # A bug or a broken disk/database prevented the attempt: errored, never failed. Record it
+            # rather than leave the status dangling; if even that is impossible, the caller hears of it.
+            log.exception("deployment %s errored", dep.id)
+            if run.dep.status.is_terminal:
+                raise
+            transient = isinstance(exc, EstateError) and exc.transient
+            why = exc.message if isinstance(exc, EstateError) else f"internal error: {type(exc).__name__}: {exc}"
+            try:
+                return run.move(DeploymentStatus.ERRORED, why, retryable=transient)
+            except Exception:
+                raise exc from None
         finally:
             recorder.flush()
             with self._lock:
@@ -197,9 +233,11 @@ class _Run:
         self.token = token
         self.deadline = time.monotonic() + service.config.timeout_seconds
 
-    def move(self, status: DeploymentStatus, reason: str | None = None) -> Deployment:
+    def move(self, status: DeploymentStatus, reason: str | None = None, *, retryable: bool = False) -> Deployment:
         self.recorder.flush()
-        self.dep = self.repo.transition(self.dep.id, status, self.service.now(), reason)
+        self.dep = self.repo.transition(
+            self.dep.id, status, self.service.now(), reason, retryable=retryable, holder=self.service.holder
+        )
         return self.dep
 
     def execute(self) -> Deployment:
@@ -210,7 +248,7 @@ class _Run:
             toolchain = self.service.toolchain()
         except ComponentError as exc:
             self.recorder.error(exc.message)
-            return self.move(DeploymentStatus.FAILED, exc.message)
+            return self.move(DeploymentStatus.ERRORED, exc.message)
         self.repo.record_result(self.dep.id, now=self.service.now(), tool_version=str(toolchain))
         ws = Workspace(self.service.config, toolchain, self.dep.graph)
         ws.render()

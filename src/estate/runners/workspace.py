@@ -17,12 +17,12 @@ from typing import Any
 from estate.domain.graph import ResolvedGraph
 from estate.runners import render
 from estate.runners.config import RunnerConfig
-from estate.runners.events import Event, Raw, estate_event, parse_line
+from estate.runners.events import Raw, TerraformEvent, estate_event, parse_line
 from estate.runners.module_outputs import module_outputs
 from estate.runners.process import CancelToken, ProcessResult, run_process
 from estate.runners.toolchain import Toolchain
 
-Sink = Callable[[Event, Raw], None]
+Sink = Callable[[TerraformEvent, Raw], None]
 INIT_MARKER = ".estate-init"
 LOCK_FILE = ".terraform.lock.hcl"
 PLAN_FILE = "plan.bin"
@@ -139,6 +139,6 @@ class Workspace:
         return result
 
 
-def _step(message: str) -> tuple[Event, Raw]:
+def _step(message: str) -> tuple[TerraformEvent, Raw]:
     raw: dict[str, Any] = estate_event("step", message)
-    return Event("estate.step", "info", message), raw
+    return TerraformEvent("estate.step", "info", message), raw

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,14 +22,14 @@ from estate.domain.deployments import (
     DeploymentStatus,
     OutputValue,
     PlanSummary,
-    Transition,
+    StatusChange,
     TransitionRefused,
 )
 from estate.domain.graph import ResolvedGraph
 from estate.domain.ids import EnvRef
 from estate.domain.model import Estate
-from estate.errors import ConflictError, NotFoundError
-from estate.store import tables
+from estate.errors import NotFoundError
+from estate.store import holders, tables
 from estate.store.codec import decode_as, encode
 from estate.store.repository import Store
 
@@ -45,80 +46,49 @@ class DeploymentRepository:
     def load_estate(self) -> Estate:
         return self.store.load_estate()
 
-    def create(
-        self,
-        env: EnvRef,
-        kind: DeploymentKind,
-        triggered_by: str,
-        graph: ResolvedGraph,
-        now: datetime,
-        rollout_id: str | None = None,
-    ) -> Deployment:
-        """Record a new `queued` deployment and return it with its id."""
-        transitions = (Transition(DeploymentStatus.QUEUED, now),)
-        with self.store.engine.begin() as conn:
-            result = conn.execute(
-                insert(_D).values(
-                    project=env.project,
-                    env=env.env,
-                    kind=str(kind),
-                    status=str(DeploymentStatus.QUEUED),
-                    triggered_by=triggered_by,
-                    rollout_id=rollout_id,
-                    graph=encode(graph),
-                    transitions=_transitions_json(transitions),
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-        return Deployment(
-            new_id, env, kind, DeploymentStatus.QUEUED, triggered_by, graph, transitions, rollout_id=rollout_id
-        )
+    def create(self, requests: Sequence[NewDeployment], now: datetime) -> builtins.list[Deployment]:
+        """Record new `queued` deployments in one transaction (all or none) and return them with their ids."""
+        with self.store.begin() as conn:
+            return [insert_deployment(conn, r, now) for r in requests]
 
     def get(self, deployment_id: int) -> Deployment:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(_D).where(_D.c.id == deployment_id)).first()
-        if row is None:
-            raise NotFoundError(f"no deployment {deployment_id}", hint="see `estate deployment list`")
-        return _from_row(row)
+        with self.store.connect() as conn:
+            return get_deployment(conn, deployment_id)
 
     def list(
-        self, env: EnvRef | None = None, *, statuses: Iterable[DeploymentStatus] = (), limit: int = 50
-    ) -> list[Deployment]:
-        """Newest first, optionally for one environment and/or some statuses."""
+        self,
+        env: EnvRef | None = None,
+        *,
+        statuses: Iterable[DeploymentStatus] = (),
+        limit: int = 50,
+        before: int | None = None,
+    ) -> builtins.list[Deployment]:
+        """Newest first, optionally for one environment and/or some statuses; `before` pages by id."""
         query = select(_D).order_by(_D.c.id.desc()).limit(limit)
         if env is not None:
             query = query.where(_D.c.project == env.project, _D.c.env == env.env)
+        if before is not None:
+            query = query.where(_D.c.id < before)
         wanted = [str(s) for s in statuses]
         if wanted:
             query = query.where(_D.c.status.in_(wanted))
-        with self.store.engine.connect() as conn:
-            return [_from_row(r) for r in conn.execute(query)]
+        with self.store.connect() as conn:
+            return [from_row(r) for r in conn.execute(query)]
 
     def transition(
-        self, deployment_id: int, status: DeploymentStatus, now: datetime, reason: str | None = None
+        self,
+        deployment_id: int,
+        status: DeploymentStatus,
+        now: datetime,
+        reason: str | None = None,
+        *,
+        retryable: bool = False,
+        holder: str | None = None,
     ) -> Deployment:
-        """Move to `status` (persisted at once); ConflictError if another writer moved it first."""
-        with self.store.engine.begin() as conn:
-            current = self._get(conn, deployment_id)
-            try:
-                moved = current.advance(status, now, reason)
-            except TransitionRefused as exc:
-                raise ConflictError(str(exc)) from exc
-            done = conn.execute(
-                update(_D)
-                .where(_D.c.id == deployment_id, _D.c.status == str(current.status))
-                .values(
-                    status=str(status),
-                    reason=moved.reason,
-                    updated_at=now,
-                    transitions=_transitions_json(moved.transitions),
-                )
-            )
-            if done.rowcount != 1:
-                raise ConflictError(f"deployment {deployment_id} changed status concurrently")
-        return moved
+        """Move to `status` (persisted at once; `holder` claims it for a process); ConflictError (as
+        TransitionRefused) when `TRANSITIONS` forbids it or another writer moved it first."""
+        with self.store.begin() as conn:
+            return transition(conn, deployment_id, status, now, reason, retryable=retryable, holder=holder)
 
     def record_result(
         self,
@@ -140,12 +110,17 @@ class DeploymentRepository:
             values["secrets"] = secrets
         if tool_version is not None:
             values["tool_version"] = tool_version
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(update(_D).where(_D.c.id == deployment_id).values(**values))
+
+    def holder_gone(self, dep: Deployment, now: datetime) -> bool:
+        """The process that runs (or was to run) `dep` no longer does (see `estate.store.holders`)."""
+        with self.store.connect() as conn:
+            return holders.is_gone(conn, dep.holder, now)
 
     def secrets(self, deployment_id: int) -> str | None:
         """The encrypted sensitive outputs of a deployment (a Fernet token), if any were stored."""
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             token: str | None = conn.execute(select(_D.c.secrets).where(_D.c.id == deployment_id)).scalar()
         return token
 
@@ -153,11 +128,11 @@ class DeploymentRepository:
         if not events:
             return
         rows = [{"deployment_id": deployment_id, "seq": first_seq + i, "event": dict(e)} for i, e in enumerate(events)]
-        with self.store.engine.begin() as conn:
+        with self.store.begin() as conn:
             conn.execute(insert(_E), rows)
 
     def next_seq(self, deployment_id: int) -> int:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             top = conn.execute(select(func.max(_E.c.seq)).where(_E.c.deployment_id == deployment_id)).scalar()
         return 0 if top is None else int(top) + 1
 
@@ -166,22 +141,105 @@ class DeploymentRepository:
         query = (
             select(_E.c.seq, _E.c.event).where(_E.c.deployment_id == deployment_id, _E.c.seq > after).order_by(_E.c.seq)
         )
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return [(int(seq), dict(event)) for seq, event in conn.execute(query)]
 
-    @staticmethod
-    def _get(conn: Connection, deployment_id: int) -> Deployment:
-        row = conn.execute(select(_D).where(_D.c.id == deployment_id)).first()
-        if row is None:
-            raise NotFoundError(f"no deployment {deployment_id}")
-        return _from_row(row)
+
+@dataclass(frozen=True)
+class NewDeployment:
+    """What a deployment is created from: the environment, what to do, who asked, the graph to apply."""
+
+    env: EnvRef
+    kind: DeploymentKind
+    triggered_by: str
+    graph: ResolvedGraph
+    rollout_id: str | None = None
+    holder: str | None = None  # the process that will run it
+    status: DeploymentStatus = DeploymentStatus.QUEUED  # ERRORED when it cannot even be attempted
+    reason: str | None = None
 
 
-def _transitions_json(transitions: Iterable[Transition]) -> list[dict[str, str]]:
+def insert_deployment(conn: Connection, new: NewDeployment, now: datetime) -> Deployment:
+    """Insert one deployment in the caller's transaction; returns it with its id."""
+    transitions: tuple[StatusChange, ...] = (StatusChange(DeploymentStatus.QUEUED, now),)
+    if new.status is not DeploymentStatus.QUEUED:
+        transitions += (StatusChange(new.status, now),)
+    result = conn.execute(
+        insert(_D).values(
+            project=new.env.project,
+            env=new.env.env,
+            kind=str(new.kind),
+            status=str(new.status),
+            reason=new.reason,
+            triggered_by=new.triggered_by,
+            rollout_id=new.rollout_id,
+            holder=new.holder,
+            graph=encode(new.graph),
+            transitions=_transitions_json(transitions),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    return Deployment(
+        new_id,
+        new.env,
+        new.kind,
+        new.status,
+        new.triggered_by,
+        new.graph,
+        transitions,
+        reason=new.reason,
+        rollout_id=new.rollout_id,
+        holder=new.holder,
+    )
+
+
+def get_deployment(conn: Connection, deployment_id: int) -> Deployment:
+    row = conn.execute(select(_D).where(_D.c.id == deployment_id)).first()
+    if row is None:
+        raise NotFoundError(f"no deployment {deployment_id}", hint="see `estate deployment list`")
+    return from_row(row)
+
+
+def transition(
+    conn: Connection,
+    deployment_id: int,
+    status: DeploymentStatus,
+    now: datetime,
+    reason: str | None = None,
+    *,
+    retryable: bool = False,
+    holder: str | None = None,
+) -> Deployment:
+    """`DeploymentRepository.transition` in the caller's transaction."""
+    current = get_deployment(conn, deployment_id)
+    moved = current.advance(status, now, reason)
+    values: dict[str, Any] = {
+        "status": str(status),
+        "reason": moved.reason,
+        "retryable": retryable,
+        "updated_at": now,
+        "transitions": _transitions_json(moved.transitions),
+    }
+    if holder is not None:
+        values["holder"] = holder
+    done = conn.execute(update(_D).where(_D.c.id == deployment_id, _D.c.status == str(current.status)).values(**values))
+    if done.rowcount != 1:
+        raise TransitionRefused(f"deployment {deployment_id} changed status concurrently")
+    return replace(moved, retryable=retryable, holder=holder or moved.holder)
+
+
+def mark_retried(conn: Connection, interrupted_id: int, retry_id: int) -> None:
+    """Link an interrupted deployment to the one that redoes it."""
+    conn.execute(update(_D).where(_D.c.id == interrupted_id).values(retried_by=retry_id))
+
+
+def _transitions_json(transitions: Iterable[StatusChange]) -> list[dict[str, str]]:
     return [{"status": str(t.status), "at": t.at.isoformat()} for t in transitions]
 
 
-def _from_row(row: Row[Any]) -> Deployment:
+def from_row(row: Row[Any]) -> Deployment:
     r = row._mapping
     summary = decode_as(PlanSummary, r["plan_summary"]) if r["plan_summary"] is not None else None
     outputs = {k: decode_as(OutputValue, v) for k, v in (r["outputs"] or {}).items()}
@@ -193,11 +251,14 @@ def _from_row(row: Row[Any]) -> Deployment:
         triggered_by=r["triggered_by"],
         graph=decode_as(ResolvedGraph, r["graph"]),
         transitions=tuple(
-            Transition(DeploymentStatus(t["status"]), datetime.fromisoformat(t["at"])) for t in r["transitions"]
+            StatusChange(DeploymentStatus(t["status"]), datetime.fromisoformat(t["at"])) for t in r["transitions"]
         ),
         reason=r["reason"],
         rollout_id=r["rollout_id"],
         plan_summary=summary,
         outputs=outputs,
         tool_version=r["tool_version"],
+        retryable=bool(r["retryable"]),
+        retried_by=r["retried_by"],
+        holder=r["holder"],
     )

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from estate.domain.model import Estate, ModuleVersion
+from estate.domain.ids import EnvRef
+from estate.domain.model import Environment, Estate, ModuleVersion
 from estate.domain.versions import Version
 from estate.errors import ComponentError, ConflictError, InputError, NotFoundError
 from estate.store import tables
 from estate.store.database import create_database_engine, migrate
 from estate.store.rows import KINDS, estate_from_rows
-from estate.store.sync import Action, SyncPlan, environments_with_history, plan_sync, write_sync
+from estate.store.sync import SyncAction, SyncPlan, environments_with_history, plan_sync, write_sync
+
+T = TypeVar("T")
 
 
 class Store:
@@ -39,22 +44,32 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for reads; a database that is down or unreachable is a transient ComponentError."""
+        with _translated(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction, committed when the block ends (rolled back on an error), translated like `connect`."""
+        with _translated(), self.engine.begin() as conn:
+            yield conn
+
     def load_estate(self, conn: Connection | None = None) -> Estate:
         """The estate as stored now (config objects, published versions and rollout pins)."""
         if conn is None:
-            with self.engine.connect() as c:
+            with self.connect() as c:
                 return self.load_estate(c)
-        try:
+        with _translated():
             rows = {k.name: [dict(r._mapping) for r in conn.execute(select(k.table))] for k in KINDS}
-        except OperationalError as exc:
-            raise ComponentError("database", str(exc.orig)) from exc
         return estate_from_rows(rows)
 
     def usage_slice(self, module_id: str) -> Estate:
         """Just enough of the estate for `module_usage(slice, module_id)`: the projects whose manifest needs
         the module's resource type, their environments (labels not loaded) and the rules for that type.
         `rollout status` of a large estate reads this instead of everything."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             resource_type = conn.execute(
                 select(tables.modules.c.resource_type).where(tables.modules.c.id == module_id)
             ).scalar()
@@ -76,16 +91,61 @@ class Store:
             rows["env_type"] = [dict(x._mapping) for x in conn.execute(select(tables.env_types))]
         return estate_from_rows(rows)
 
+    def resource_type(self, module_id: str) -> str:
+        """The resource type `module_id` implements; NotFoundError when the module is not in the store."""
+        m = tables.modules
+        with self.connect() as conn:
+            found = conn.execute(select(m.c.resource_type).where(m.c.id == module_id)).scalar()
+        if found is None:
+            raise NotFoundError(f"unknown module '{module_id}'", hint="see `estate module list`")
+        return str(found)
+
+    def environments(self, refs: Sequence[EnvRef]) -> list[Environment]:
+        """The stored environments among `refs` (labels included), in the order of `refs`."""
+        e = tables.environments
+        found: dict[EnvRef, Environment] = {}
+        with self.connect() as conn:
+            for chunk in _chunks(sorted({(r.project, r.env) for r in refs})):
+                for row in conn.execute(select(e).where(tuple_(e.c.project, e.c.id).in_(chunk))):
+                    env = Environment(row.project, row.id, row.type, MappingProxyType(dict(row.labels)))
+                    found[env.ref] = env
+        return [found[r] for r in refs if r in found]
+
+    def graph_estate(self, conn: Connection, refs: Sequence[EnvRef]) -> Estate:
+        """Just enough of the estate to resolve the graphs of `refs`: those environments, their projects,
+        every module version and the rules that can apply to them (general rules and their own pins), so a
+        rollout over 100,000 environments resolves each batch without reading all of them."""
+        rows: dict[str, list[dict[str, Any]]] = {k.name: [] for k in KINDS}
+        e, p, r = tables.environments, tables.projects, tables.module_rules
+        pairs = sorted({(ref.project, ref.env) for ref in refs})
+        for chunk in _chunks(pairs):
+            rows["environment"] += _rows(conn, select(e).where(tuple_(e.c.project, e.c.id).in_(chunk)))
+            rows["module_rule"] += _rows(conn, select(r).where(tuple_(r.c.project, r.c.env).in_(chunk)))
+        for names in _chunks(sorted({ref.project for ref in refs})):
+            rows["project"] += _rows(conn, select(p).where(p.c.id.in_(names)))
+        rows["module_rule"] += _rows(conn, select(r).where(r.c.env.is_(None)))
+        for kind in ("env_type", "module", "module_version"):
+            table = next(k.table for k in KINDS if k.name == kind)
+            rows[kind] = _rows(conn, select(table))
+        return estate_from_rows(rows)
+
     def settings(self) -> Mapping[str, Any]:
         """The estate's `settings:` section alone."""
         d = tables.documents
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             body = conn.execute(select(d.c.body).where(d.c.name == "settings")).scalar()
         return dict(body or {})
 
+    def publications(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """When and by whom each module version was published: `(module, version) -> {published_at, published_by}`."""
+        v = tables.module_versions
+        with self.connect() as conn:
+            rows = conn.execute(select(v.c.module, v.c.version, v.c.published_at, v.c.published_by))
+            return {(m, ver): {"published_at": at, "published_by": by} for m, ver, at, by in rows}
+
     def published_versions(self) -> dict[str, set[str]]:
         v = tables.module_versions
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             out: dict[str, set[str]] = {}
             for module, version in conn.execute(select(v.c.module, v.c.version)):
                 out.setdefault(module, set()).add(version)
@@ -93,7 +153,7 @@ class Store:
 
     def sync(self, desired: Estate, *, prune: bool, force: bool, dry_run: bool, actor: str, now: datetime) -> SyncPlan:
         """Diff `desired` against the store and, unless `dry_run`, write it in one transaction."""
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             current = self.load_estate(conn)
             plan = plan_sync(current, desired, prune=prune)
             if plan.immutable:
@@ -105,7 +165,7 @@ class Store:
             removed_envs = [
                 tuple(c.key.split("/", 1))
                 for c in plan.changes
-                if c.kind == "environment" and c.action is Action.REMOVE
+                if c.kind == "environment" and c.action is SyncAction.REMOVE
             ]
             history = environments_with_history(conn, removed_envs)  # type: ignore[arg-type]
             if history and not force:
@@ -116,7 +176,6 @@ class Store:
             if dry_run or plan.empty:
                 return plan
             write_sync(conn, plan, current, desired, actor, now)
-            self.audit(conn, actor, "apply", {"changes": len(plan.changes)}, now)
         return plan
 
     def publish(self, version: ModuleVersion, actor: str, now: datetime) -> bool:
@@ -126,7 +185,7 @@ class Store:
         except ValueError as exc:
             raise InputError(str(exc)) from None
         t = tables.module_versions
-        with self.engine.begin() as conn:
+        with self.begin() as conn:
             if conn.execute(select(tables.modules.c.id).where(tables.modules.c.id == version.module)).first() is None:
                 raise NotFoundError(
                     f"unknown module '{version.module}'", hint="declare it under `modules:` and run `estate apply`"
@@ -155,15 +214,21 @@ class Store:
                 )
             except IntegrityError as exc:  # a concurrent publish won the race
                 raise ConflictError(f"{version.module} {version.version} was published concurrently") from exc
-            self.audit(
-                conn,
-                actor,
-                "module publish",
-                {"module": version.module, "version": version.version, "source": version.source},
-                now,
-            )
         return True
 
-    @staticmethod
-    def audit(conn: Connection, actor: str, command: str, details: Mapping[str, Any], now: datetime) -> None:
-        conn.execute(insert(tables.audit).values(at=now, actor=actor, command=command, details=dict(details)))
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise ComponentError("database", str(exc.orig), transient=True) from exc
+
+
+def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
+    return [dict(x._mapping) for x in conn.execute(query)]
+
+
+def _chunks(items: Sequence[T], size: int = 400) -> list[Sequence[T]]:
+    # SQLite caps the bound parameters of one statement; 400 pairs stay well under every limit.
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text
+from sqlalchemy import JSON, Column, Integer, String, Table, Text
 
-from estate.store.tables import metadata
+from estate.store.tables import UtcDateTime, metadata
 
 rollouts = Table(
     "rollouts",
@@ -18,8 +18,8 @@ rollouts = Table(
     Column("preflight", JSON),  # per-wave plan results of the target version
     Column("revision", Integer, nullable=False),  # optimistic lock: bumped on every save
     Column("created_by", String(255), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 rollout_events = Table(
@@ -27,7 +27,7 @@ rollout_events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("rollout_id", String(80), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("kind", String(32), nullable=False),  # created | command | refused | phase | transition
     Column("actor", String(255)),
     Column("summary", Text, nullable=False),
@@ -39,10 +39,10 @@ rollout_inbox = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("rollout_id", String(80), nullable=False, index=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("actor", String(255), nullable=False),
     Column("command", JSON, nullable=False),
-    Column("done_at", DateTime(timezone=True)),
+    Column("done_at", UtcDateTime()),
     Column("outcome", Text),  # "ok" or why the state machine refused it
 )
 
@@ -60,5 +60,5 @@ leases = Table(
     metadata,
     Column("name", String(120), primary_key=True),
     Column("holder", String(255), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
 )

@@ -13,7 +13,7 @@ from estate.store import tables
 from estate.store.rows import KINDS, Kind, Row
 
 
-class Action(StrEnum):
+class SyncAction(StrEnum):
     ADD = "add"
     CHANGE = "change"
     REMOVE = "remove"
@@ -25,7 +25,7 @@ class Change:
 
     kind: str
     key: str
-    action: Action
+    action: SyncAction
     fields: tuple[str, ...] = ()  # what changed, for CHANGE
 
 
@@ -55,18 +55,18 @@ def plan_sync(current: Estate, desired: Estate, *, prune: bool) -> SyncPlan:
     for kind in KINDS:
         old, new = kind.rows(current), kind.rows(desired)
         for key in sorted(new.keys() - old.keys()):
-            changes.append(Change(kind.name, key, Action.ADD))
+            changes.append(Change(kind.name, key, SyncAction.ADD))
         for key in sorted(new.keys() & old.keys()):
             diff = _changed_fields(kind, old[key], new[key])
             if diff:
                 target = immutable if kind.name == "module_version" else changes
-                target.append(Change(kind.name, key, Action.CHANGE, diff))
+                target.append(Change(kind.name, key, SyncAction.CHANGE, diff))
         if kind.name == "module_version":
             continue  # published versions are history: only their module's removal takes them
         for key in sorted(old.keys() - new.keys()):
             # Settings and roles follow the files exactly; objects need --prune to go.
             keep = prune or kind.name == "document"
-            (changes if keep else held).append(Change(kind.name, key, Action.REMOVE))
+            (changes if keep else held).append(Change(kind.name, key, SyncAction.REMOVE))
     return SyncPlan(tuple(changes), tuple(held), tuple(immutable))
 
 
@@ -87,13 +87,13 @@ def write_sync(conn: Connection, plan: SyncPlan, current: Estate, desired: Estat
 
     for change in plan.changes:
         kind = by_name[change.kind]
-        if change.action is Action.REMOVE:
+        if change.action is SyncAction.REMOVE:
             conn.execute(delete(kind.table).where(_where(kind, rows_of(kind, False)[change.key])))
             if kind.name == "module":
                 conn.execute(delete(tables.module_versions).where(tables.module_versions.c.module == change.key))
             continue
         row = rows_of(kind, True)[change.key]
-        if change.action is Action.ADD:
+        if change.action is SyncAction.ADD:
             if kind.name == "module_version":
                 row = {**row, "published_at": now, "published_by": actor}
             conn.execute(insert(kind.table).values(**row))

@@ -2,7 +2,42 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite hands back naive values otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: Estate stores UTC times only")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 metadata = MetaData(
     naming_convention={
@@ -51,7 +86,7 @@ module_versions = Table(
     Column("version", String(128), primary_key=True),
     Column("source", Text, nullable=False),
     Column("inputs", JSON, nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=False),
     Column("published_by", String(255), nullable=False),
 )
 
@@ -89,10 +124,17 @@ documents = Table(
 audit = Table(
     "audit",
     metadata,
+    # Append-only: Estate has no code path that updates or deletes a row of this table.
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(255), nullable=False),
-    Column("command", String(255), nullable=False),
+    Column("at", UtcDateTime(), nullable=False, index=True),
+    Column("actor", String(255), nullable=False, index=True),  # the subject who asked
+    Column("auth", String(32), nullable=False, server_default="local"),  # how they authenticated
+    Column("source", String(255), nullable=False, server_default="cli"),  # where from: "cli", an address
+    Column("request_id", String(64)),
+    Column("action", String(255), nullable=False),  # "rollout promote", "apply", "deploy"
+    Column("target", String(255), nullable=False, server_default="", index=True),  # "rollout:postgres-1"
+    Column("outcome", String(16), nullable=False, server_default="ok"),  # ok | refused | failed | denied
+    Column("reason", Text, nullable=False, server_default=""),
     Column("details", JSON, nullable=False),
 )
 
@@ -103,8 +145,12 @@ deployments = Table(
     Column("project", String(63), nullable=False, index=True),
     Column("env", String(63), nullable=False),
     Column("kind", String(16), nullable=False),  # plan | deploy | rollback
-    Column("status", String(16), nullable=False),  # queued | planning | applying | succeeded | failed | cancelled
-    Column("reason", Text),  # why it failed or was cancelled
+    # queued | planning | applying | succeeded | failed | errored | interrupted | cancelled
+    Column("status", String(16), nullable=False, index=True),
+    Column("reason", Text),  # why it failed, errored or was cancelled
+    Column("retryable", Boolean, nullable=False, server_default=false()),  # errored, may pass by itself
+    Column("retried_by", Integer),  # the deployment that redid this interrupted one
+    Column("holder", String(255)),  # the process that runs (or will run) it, `host:pid`
     Column("triggered_by", String(255), nullable=False),
     Column("rollout_id", String(63), index=True),
     Column("graph", JSON, nullable=False),  # resolved graph snapshot
@@ -113,8 +159,16 @@ deployments = Table(
     Column("secrets", Text),  # Fernet-encrypted sensitive values, or NULL
     Column("tool_version", String(64)),
     Column("transitions", JSON, nullable=False),  # [{status, at}]
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    # Ids handed out one at a time per name, e.g. `rollout:postgres` -> postgres-1, postgres-2...
+    Column("name", String(120), primary_key=True),
+    Column("value", Integer, nullable=False),
 )
 
 deployment_events = Table(

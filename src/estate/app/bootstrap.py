@@ -1,0 +1,152 @@
+"""The one place that wires Estate: settings -> store -> runner -> gate sampler -> observers -> engine ->
+use cases, from an injectable mapping (the process environment for the CLI and the server, a dict in tests).
+
+Nothing is built at import time; the store opens when `bootstrap` is called, and the Terraform runner and
+the engine when first used (a command that only reads never checks for a Terraform binary). `App.close`
+stops the observers' threads and the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+from estate.app.audit import AuditTrail
+from estate.app.deployments import Deployments
+from estate.app.inventory import Inventory
+from estate.app.rollouts import Rollouts
+from estate.app.status import Dashboards
+from estate.domain.gate_eval import Sample
+from estate.domain.model import Environment
+from estate.domain.plans import PrometheusGate
+from estate.engine.annotations import GrafanaObserver
+from estate.engine.config import EngineConfig, GateSampler, Observer
+from estate.engine.host import EngineHost
+from estate.gates.grafana import GrafanaAnnotator
+from estate.gates.prometheus import PrometheusClient, PrometheusSampler
+from estate.runners import DeploymentService
+from estate.runners.events import TerraformEvent
+from estate.runners.ports import Runner
+from estate.settings import Settings
+from estate.store import Store
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Wiring:
+    """What a caller may replace: the clock, the runner, the sampler, and where progress goes."""
+
+    now: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
+    runner: Callable[[Store, Settings], Runner] | None = None  # default: real Terraform (DeploymentService)
+    sampler: GateSampler | None = None  # default: Prometheus from settings
+    on_log: Callable[[str, str], None] = lambda rollout_id, line: None  # engine log lines, as they happen
+    listener: Callable[[int, TerraformEvent], None] | None = None  # Terraform events, as they happen
+    observers: Sequence[Observer] = ()  # more engine observers (e.g. the server's event stream)
+    hosted: bool = False  # an engine host drives every rollout (the server); else the CLI drives its own
+
+
+@dataclass
+class App:
+    """Estate, wired: the use cases every entry point calls."""
+
+    settings: Settings
+    store: Store
+    wiring: Wiring
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.store, self.wiring.now)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        return Inventory(self.settings, self.store, self.audit, self.wiring.now)
+
+    @cached_property
+    def deployments(self) -> Deployments:
+        return Deployments(lambda: self.terraform, self.audit)
+
+    @cached_property
+    def rollouts(self) -> Rollouts:
+        return Rollouts(
+            self.store,
+            lambda: self.terraform,
+            self.engine,
+            self.audit,
+            now=self.wiring.now,
+            boards=self.dashboards,
+            host=self.host if self.wiring.hosted else None,
+            sleep=self.wiring.sleep,
+        )
+
+    @cached_property
+    def terraform(self) -> DeploymentService:
+        """The real Terraform runner; recovers runs whose process died before anything else uses it."""
+        service = DeploymentService(self.store, self.settings, now=self.wiring.now, listener=self.wiring.listener)
+        service.recover()
+        return service
+
+    @cached_property
+    def engine(self) -> EngineConfig:
+        runner: Runner = self.wiring.runner(self.store, self.settings) if self.wiring.runner else self.terraform
+        observers = list(self.wiring.observers)
+        stored = self.store.settings()
+        annotator = GrafanaAnnotator.from_settings(dict(stored.get("grafana") or {}), self.settings.environ)
+        if annotator is not None:
+            grafana = GrafanaObserver(annotator)
+            self._closers.append(grafana.close)
+            observers.append(grafana)
+        return EngineConfig(
+            self.store,
+            runner,
+            self.wiring.now,
+            sampler=self.wiring.sampler or StoredSettingsSampler(self.store, self.settings),
+            max_parallel=int(dict(stored.get("runner") or {}).get("max_parallel") or 4),
+            on_log=self.wiring.on_log,
+            observers=observers,
+            lease_ttl=self.settings.lease_ttl,
+            sleep=self.wiring.sleep,
+        )
+
+    @cached_property
+    def host(self) -> EngineHost:
+        """The engine host of a server: drives every active rollout (run it on a thread of its own)."""
+        return EngineHost(self.engine)
+
+    def dashboards(self) -> Dashboards:
+        stored = self.store.settings()
+        prometheus = dict(stored.get("prometheus") or {})
+        grafana = dict(stored.get("grafana") or {})
+        return Dashboards(self.settings.prometheus_url or prometheus.get("url"), grafana.get("url"))
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            close()
+        self.store.close()
+
+
+class StoredSettingsSampler:
+    """Samples with the Prometheus that `settings.prometheus` names now (estate-as-code may change it while a
+    server runs); `ESTATE_PROMETHEUS_URL` wins over the stored URL, secrets come from the environment."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+        stored = dict(self.store.settings().get("prometheus") or {})
+        client = PrometheusClient.from_settings(stored, self.settings.environ, url=self.settings.prometheus_url)
+        return PrometheusSampler(client).sample(gate, wave_name, envs, round)
+
+
+def bootstrap(environ: Mapping[str, str], wiring: Wiring | None = None) -> App:
+    """Estate on the store that `environ` names (ESTATE_HOME / ESTATE_DATABASE_URL), migrated to head."""
+    settings = Settings.from_environ(environ)
+    return App(settings, Store.open(settings.database_url), wiring or Wiring())

@@ -1,0 +1,204 @@
+"""Estate and inventory use cases: apply estate-as-code, list environments and modules, impact analysis,
+publish module versions, show rollout plans."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from estate.app.audit import AuditTrail
+from estate.app.caller import Caller
+from estate.app.views.inventory import (
+    ApplyView,
+    EnvironmentView,
+    InitView,
+    ModuleVersionView,
+    ModuleView,
+    PlanSummaryView,
+    PlanView,
+    PlanWaveView,
+    PublishView,
+    SyncChangeView,
+    UsageRow,
+    UsageTotals,
+    UsageView,
+)
+from estate.config import json_schema, load_estate
+from estate.domain.model import ModuleVersion
+from estate.domain.plans import describe_gate
+from estate.domain.selectors import Selector
+from estate.domain.usage import usage_report
+from estate.domain.versions import Version
+from estate.domain.waves import assign_waves
+from estate.errors import InputError, NotFoundError
+from estate.settings import Settings
+from estate.store import Change, Store
+from estate.store.codec import encode
+
+
+class Inventory:
+    """What the estate holds, and changing it through estate-as-code and published versions."""
+
+    def __init__(self, settings: Settings, store: Store, audit: AuditTrail, now: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.store = store
+        self.audit = audit
+        self.now = now
+
+    def init(self) -> InitView:
+        """Create $ESTATE_HOME and the database (idempotent; opening the store migrated it)."""
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        return InitView(home=str(self.settings.home), database=self.settings.database_url)
+
+    def schema(self) -> dict[str, Any]:
+        return json_schema()
+
+    def apply(self, caller: Caller, path: Path, *, dry_run: bool, prune: bool, force: bool) -> ApplyView:
+        """Validate estate-as-code and sync it into the store in one transaction (all or nothing)."""
+        action = "apply --dry-run" if dry_run else "apply"
+        with self.audit.attempt(caller, action, "estate", {"path": str(path), "prune": prune}) as attempt:
+            loaded = load_estate(path, self.store.published_versions())
+            plan = self.store.sync(
+                loaded.estate, prune=prune, force=force, dry_run=dry_run, actor=caller.subject, now=self.now()
+            )
+            attempt.details["changes"] = len(plan.changes)
+        return ApplyView(
+            applied=not dry_run and not plan.empty,
+            changes=[_change(c) for c in plan.changes],
+            held_for_prune=[_change(c) for c in plan.held],
+        )
+
+    def environments(
+        self, *, project: str | None = None, env_type: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[EnvironmentView]:
+        """Environments matching every given filter, ordered by env type rank, project and id."""
+        estate = self.store.load_estate()
+        selector = Selector(
+            env_types=frozenset([env_type]) if env_type else None,
+            labels=dict(labels or {}),
+            projects=frozenset([project]) if project else None,
+        )
+        rank = estate.env_type_rank()
+        owners = {p.id: p.owner for p in estate.projects}
+        found = sorted(selector.select(estate.environments), key=lambda e: (rank.get(e.type, 0), e.project, e.id))
+        return [
+            EnvironmentView(
+                ref=str(e.ref),
+                project=e.project,
+                id=e.id,
+                type=e.type,
+                owner=owners.get(e.project, ""),
+                labels=dict(e.labels),
+            )
+            for e in found
+        ]
+
+    def modules(self) -> list[ModuleView]:
+        """Modules with their published versions (oldest first, by semantic version)."""
+        published = self.store.publications()
+        return [
+            ModuleView(
+                id=m.id,
+                resource_type=m.resource_type,
+                versions=[
+                    ModuleVersionView(version=v.version, source=v.source, **published.get((m.id, v.version), {}))
+                    for v in sorted(m.versions, key=lambda v: Version.parse(v.version))
+                ],
+            )
+            for m in self.store.load_estate().modules
+        ]
+
+    def usage(self, module_id: str) -> UsageView:
+        """Who uses which version of `module_id`, with totals per version, env type and owner."""
+        report = usage_report(self.store.load_estate(), module_id)
+        return UsageView(
+            module=module_id,
+            environments=[
+                UsageRow(
+                    env=str(b.env.ref),
+                    env_type=b.env.type,
+                    owner=report.owners.get(b.env.project, ""),
+                    resource=b.alias,
+                    version=b.version,
+                    rule_scope=b.scope.name.lower() if b.scope is not None else None,
+                )
+                for b in report.bindings
+            ],
+            totals=UsageTotals(
+                version=dict(report.by_version), env_type=dict(report.by_env_type), owner=dict(report.by_owner)
+            ),
+            unresolved=[str(r) for r in report.unresolved],
+        )
+
+    def publish(
+        self, caller: Caller, module_id: str, version: str, source: str, *, inputs_from: str | None = None
+    ) -> PublishView:
+        """Publish an immutable module version; its inputs are copied from `inputs_from` (default: the newest).
+        Publishing the identical version again changes nothing; a different one is refused."""
+        target = f"module:{module_id}@{version}"
+        with self.audit.attempt(caller, "module publish", target, {"source": source}) as attempt:
+            module = self.store.load_estate().require_module(module_id)
+            base = _inputs_base(module_id, module.versions, inputs_from)
+            resolved = _local_source(source)
+            created = self.store.publish(
+                ModuleVersion(module_id, version, resolved, base.inputs if base else {}), caller.subject, self.now()
+            )
+            attempt.details["created"] = created
+        return PublishView(module=module_id, version=version, source=resolved, created=created)
+
+    def plans(self) -> list[PlanSummaryView]:
+        return [
+            PlanSummaryView(id=p.id, description=p.description, waves=[w.name for w in p.waves])
+            for p in self.store.load_estate().plans
+        ]
+
+    def plan(self, plan_id: str) -> PlanView:
+        """A plan's waves and which environments each would take now (first matching wave wins)."""
+        estate = self.store.load_estate()
+        plan = estate.require_plan(plan_id)
+        membership = assign_waves(plan, estate.environments)
+        return PlanView(
+            id=plan.id,
+            description=plan.description,
+            destructive=str(plan.destructive),
+            waves=[
+                PlanWaveView(
+                    name=w.name,
+                    max_parallel=w.max_parallel,
+                    failure_tolerance=str(w.failure_tolerance),
+                    on_failure=str(w.on_failure),
+                    auto_promote=w.auto_promote,
+                    gates=[describe_gate(g) for g in w.gates],
+                    spec=encode(w),
+                    environments=[str(r) for r in refs],
+                )
+                for w, refs in zip(plan.waves, membership.waves, strict=True)
+            ],
+        )
+
+
+def _change(c: Change) -> SyncChangeView:
+    return SyncChangeView(kind=c.kind, key=c.key, action=str(c.action), fields=list(c.fields))
+
+
+def _inputs_base(module_id: str, versions: tuple[ModuleVersion, ...], inputs_from: str | None) -> ModuleVersion | None:
+    if inputs_from:
+        found = next((v for v in versions if v.version == inputs_from), None)
+        if found is None:
+            raise NotFoundError(f"module '{module_id}' has no version '{inputs_from}'")
+        return found
+    return max(versions, key=lambda v: Version.parse(v.version), default=None)
+
+
+def _local_source(source: str) -> str:
+    """Make a local path absolute (Terraform needs ./ or / for paths); refuse one that does not exist."""
+    if "::" in source or "://" in source:
+        return source
+    path = Path(source)
+    if path.is_dir():
+        return str(path.resolve())
+    if source.startswith(("./", "../", "/")):
+        raise InputError(f"--source {source}: no such directory")
+    return source  # a registry address such as namespace/name/provider

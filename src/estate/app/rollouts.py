@@ -1,0 +1,310 @@
+"""Rollout use cases: preview, start, status and list, and every command (promote, approve, pause, resume,
+abort, rollback, rerun, retarget), plus running the engine in the foreground.
+
+Nothing here decides what a rollout does next: commands go to the rollout's inbox and the pure state
+machine accepts or refuses them in the engine's next turn. Where the engine runs depends on the mode:
+*embedded* (the CLI without a server) drives the rollout right here until it needs a human; *hosted*
+(`estate server`) has an engine host drive every rollout, and a command returns as soon as the state
+machine has answered.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from datetime import datetime
+
+from estate.app import preflight as pf
+from estate.app.audit import AuditTrail
+from estate.app.caller import Caller
+from estate.app.progress import Progress, Silent
+from estate.app.status import Dashboards, rollout_view
+from estate.app.views.rollouts import PreviewView, RolloutSummaryView, RolloutView, StartView
+from estate.domain import rollout_events as ev
+from estate.domain.model import Estate
+from estate.domain.plans import ApprovalGate, RolloutPlan
+from estate.domain.rollout_state import RolloutState, new_rollout
+from estate.engine.config import EngineConfig
+from estate.engine.host import EngineHost
+from estate.errors import OperationFailed, Refused
+from estate.runners import DeploymentService
+from estate.store import Store
+from estate.store.rollouts import LogEntry, ModuleBusy, RolloutStore
+
+OUTCOME_WAIT_SECONDS = 10.0  # how long a command waits for another engine to answer it
+
+
+class Rollouts:
+    """Everything a user can do to rollouts."""
+
+    def __init__(
+        self,
+        store: Store,
+        runner: Callable[[], DeploymentService],
+        engine: EngineConfig,
+        audit: AuditTrail,
+        *,
+        now: Callable[[], datetime],
+        boards: Callable[[], Dashboards],
+        host: EngineHost | None = None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.store = store
+        self.rollouts = RolloutStore(store)
+        self._runner = runner
+        self.engine = engine
+        self.audit = audit
+        self.now = now
+        self.boards = boards
+        self.host = host  # hosted mode: the engine host that drives every rollout
+        self.sleep = sleep
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def status(self, rollout_id: str, *, history: int = 20) -> RolloutView:
+        return rollout_view(self.store, rollout_id, self.now(), history=history, boards=self.boards())
+
+    def list(self, *, module: str | None = None, phase: str | None = None) -> list[RolloutSummaryView]:
+        """Rollouts, oldest first."""
+        return [
+            RolloutSummaryView(
+                id=r.id,
+                module=r.module,
+                version=r.target_version,
+                plan=r.plan_id,
+                phase=r.phase,
+                created_by=r.created_by,
+                created_at=r.created_at,
+            )
+            for r in self.rollouts.list(module, phase)
+        ]
+
+    def state(self, rollout_id: str) -> RolloutState:
+        return self.rollouts.state(rollout_id)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def preview(
+        self,
+        caller: Caller,
+        module: str,
+        version: str,
+        plan_id: str,
+        *,
+        preflight: bool = True,
+        progress: Progress | None = None,
+    ) -> PreviewView:
+        """The blast radius per wave (a real `plan` of every target) without starting anything."""
+        estate = self.store.load_estate()
+        plan = estate.require_plan(plan_id)
+        found = pf.targets(estate, module, version, plan, allow_uncovered=True)
+        return self._planned(caller, estate, module, version, plan, found, preflight, progress)
+
+    def start(
+        self,
+        caller: Caller,
+        module: str,
+        version: str,
+        plan_id: str,
+        *,
+        allow_uncovered: bool = False,
+        allow_destroy: bool = False,
+        preflight: bool = True,
+        progress: Progress | None = None,
+        follow: bool = True,
+    ) -> StartView:
+        """Validate, preflight, then record the rollout and its `Start` command; in embedded mode (`follow`)
+        drive it until it needs a human."""
+        target = f"module:{module}@{version}"
+        with self.audit.attempt(caller, "rollout start", target, {"plan": plan_id}) as attempt:
+            active = self.rollouts.active_for(module)
+            if active is not None:  # before spending a preflight on it; `create` checks again atomically
+                raise ModuleBusy(module, active)
+            estate = self.store.load_estate()
+            plan = estate.require_plan(plan_id)
+            found = pf.targets(estate, module, version, plan, allow_uncovered=allow_uncovered)
+            preview = self._planned(caller, estate, module, version, plan, found, preflight, progress)
+            warnings = pf.check(preview, plan, allow_destroy=allow_destroy)
+            now = self.now()
+
+            def build(rollout_id: str) -> RolloutState:
+                return new_rollout(
+                    rollout_id=rollout_id,
+                    module=module,
+                    version=version,
+                    plan=plan,
+                    membership=found.membership.waves,
+                    previous_versions=found.current,
+                    started_by=caller.subject,
+                    now=now,
+                )
+
+            created = LogEntry(
+                "created",
+                f"{caller.subject}: start {module} {version} with plan {plan_id}",
+                caller.subject,
+                {"uncovered": preview.uncovered, "warnings": warnings},
+            )
+            state = self.rollouts.create(
+                module=module,
+                plan_id=plan_id,
+                actor=caller.subject,
+                now=now,
+                build=build,
+                preflight=preview.model_dump(mode="json"),
+                created=created,
+            )
+            attempt.target = f"rollout:{state.id}"
+            attempt.details.update(module=module, version=version)
+        self._after_submit(state.id, follow=follow)
+        return StartView(id=state.id, preview=preview, warnings=warnings)
+
+    def _planned(
+        self,
+        caller: Caller,
+        estate: Estate,
+        module: str,
+        version: str,
+        plan: RolloutPlan,
+        found: pf.Targets,
+        preflight: bool,
+        progress: Progress | None,
+    ) -> PreviewView:
+        if not preflight:
+            return pf.membership_only(module, version, plan, found)
+        return pf.preflight(
+            estate,
+            self._runner(),
+            module,
+            version,
+            plan,
+            found,
+            actor=caller.subject,
+            progress=progress or Silent(),
+        )
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def promote(self, caller: Caller, rollout_id: str, *, follow: bool = True) -> RolloutView:
+        return self._command(caller, rollout_id, ev.Promote(caller.subject), follow=follow)
+
+    def approve(self, caller: Caller, rollout_id: str, *, override: bool = False, follow: bool = True) -> RolloutView:
+        roles = self._approval_roles(self.store.load_estate(), self.state(rollout_id), caller.subject)
+        return self._command(caller, rollout_id, ev.Approve(caller.subject, override, roles), follow=follow)
+
+    def pause(self, caller: Caller, rollout_id: str, *, follow: bool = True) -> RolloutView:
+        return self._command(caller, rollout_id, ev.Pause(caller.subject), follow=follow)
+
+    def resume(self, caller: Caller, rollout_id: str, *, follow: bool = True) -> RolloutView:
+        return self._command(caller, rollout_id, ev.Resume(caller.subject), follow=follow)
+
+    def abort(self, caller: Caller, rollout_id: str, *, follow: bool = True) -> RolloutView:
+        return self._command(caller, rollout_id, ev.Abort(caller.subject), follow=follow)
+
+    def rollback(self, caller: Caller, rollout_id: str, *, wave: str | None = None, follow: bool = True) -> RolloutView:
+        """Roll a wave (default: the current one; a number or a name) back, each environment to its own
+        previous version."""
+        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        return self._command(caller, rollout_id, ev.Rollback(caller.subject, number), follow=follow)
+
+    def rerun(
+        self,
+        caller: Caller,
+        rollout_id: str,
+        *,
+        wave: str | None = None,
+        only_failed: bool = False,
+        follow: bool = True,
+    ) -> RolloutView:
+        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        return self._command(caller, rollout_id, ev.Rerun(caller.subject, number, only_failed), follow=follow)
+
+    def retarget(
+        self,
+        caller: Caller,
+        rollout_id: str,
+        version: str,
+        *,
+        allow_destroy: bool = False,
+        progress: Progress | None = None,
+        follow: bool = True,
+    ) -> tuple[RolloutView, builtins.list[str]]:
+        """Preflight `version` on the rollout's targets, then retarget it like any other command; also returns
+        the preflight's warnings."""
+        state = self.state(rollout_id)
+        estate = self.store.load_estate()
+        with self.audit.attempt(caller, "rollout retarget --preflight", f"rollout:{rollout_id}", {"version": version}):
+            found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
+            preview = self._planned(caller, estate, state.module, version, state.plan, found, True, progress)
+            warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)
+        view = self._command(caller, rollout_id, ev.Retarget(caller.subject, version), follow=follow)
+        return view, warnings
+
+    def _approval_roles(self, estate: Estate, state: RolloutState, actor: str) -> frozenset[str]:
+        """The approval roles `actor` holds; a role the estate does not declare admits anyone."""
+        wanted = {g.role for w in state.plan.waves for g in w.gates if isinstance(g, ApprovalGate)}
+        return frozenset(r for r in wanted if r not in estate.roles or actor in estate.roles[r])
+
+    def _command(self, caller: Caller, rollout_id: str, command: ev.Command, *, follow: bool) -> RolloutView:
+        """Queue `command`, get the state machine's answer, raise Refused with its reason if it said no."""
+        action = f"rollout {type(command).__name__.lower()}"
+        details = {k: v for k, v in vars(command).items() if k not in ("actor", "roles") and v not in (None, False)}
+        with self.audit.attempt(caller, action, f"rollout:{rollout_id}", details):
+            command_id = self.rollouts.enqueue(rollout_id, command, self.now())
+            outcome = self._answer(rollout_id, command_id, follow=follow)
+            if outcome is None:
+                raise OperationFailed(
+                    f"command queued (#{command_id}); the engine driving {rollout_id} has not taken it yet",
+                    hint=f"watch it with: estate rollout status {rollout_id} --watch",
+                )
+            if outcome != "ok":
+                raise Refused(outcome)
+        return self.status(rollout_id)
+
+    def _answer(self, rollout_id: str, command_id: int, *, follow: bool) -> str | None:
+        """The state machine's answer to a queued command ("ok" or its refusal), None if none came in time.
+        Embedded, the engine runs here (on until the rollout needs a human when `follow`)."""
+        if self.host is None:
+            host = EngineHost(self.engine)
+
+            def answered(h: EngineHost) -> bool:
+                outcome = self.rollouts.outcome(command_id)
+                return outcome is not None and (outcome != "ok" or not follow or h.settled(rollout_id))
+
+            host.run([rollout_id], until=answered, tolerate=False)
+            if rollout_id not in host.elsewhere:
+                return self.rollouts.outcome(command_id)
+        else:
+            self.host.poke()
+        deadline = self.now().timestamp() + OUTCOME_WAIT_SECONDS
+        while True:
+            outcome = self.rollouts.outcome(command_id)
+            if outcome is not None or self.now().timestamp() >= deadline:
+                return outcome
+            self.sleep(0.05)
+
+    def _after_submit(self, rollout_id: str, *, follow: bool) -> None:
+        """A new rollout was recorded: embedded, drive it here (`follow`); hosted, wake the host."""
+        if self.host is not None:
+            self.host.poke()
+        elif follow:
+            self.drive(rollout_id)
+
+    def drive(self, rollout_id: str) -> None:
+        """Embedded: drive the rollout here until it needs a human (unless another engine drives it).
+        Hosted: the engine host already does."""
+        if self.host is None:
+            EngineHost(self.engine).drive(rollout_id)
+
+    # -- the engine in the foreground -----------------------------------------------------------
+
+    def run_engine(self, rollouts: builtins.list[str] | None = None, *, once: bool = False) -> dict[str, str]:
+        """Drive `rollouts` (default: every active one, and new ones as they start) in the foreground, until
+        each waits for a human (`once`) or forever. Returns where each driven rollout ended up."""
+        host = EngineHost(self.engine)
+        host.run(rollouts, until=(lambda h: h.all_settled()) if once else None, tolerate=not once)
+        seen = set(rollouts or []) | set(host.drivers) | set(host.elsewhere) | host.ended
+        return {
+            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else str(self.state(r).phase)
+            for r in sorted(seen)
+        }

@@ -1,0 +1,144 @@
+"""Views of rollouts: previews (blast radius), status (waves, environments, gate evidence), lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from estate.app.views import View
+
+
+class EnvPreviewView(View):
+    env: str
+    current_version: str
+    add: int = 0
+    change: int = 0
+    destroy: int = 0
+    destructive: list[str] = []  # "replace module.db.null_resource.status"
+    error: str | None = None
+    deployment_id: int | None = None  # the plan deployment that found this
+
+
+class WavePreviewView(View):
+    number: int
+    name: str
+    envs: list[EnvPreviewView]
+
+
+class PreviewView(View):
+    """A rollout's blast radius, wave by wave, before anything is deployed."""
+
+    module: str
+    version: str
+    plan: str
+    waves: list[WavePreviewView]
+    uncovered: list[str] = []  # use the module but no wave selects them
+    planned: bool = True  # False: membership only (no preflight)
+    destructive: list[str] = []  # "project/env: replace address"
+    errors: list[str] = []  # "project/env: why it could not be planned"
+
+
+class StartView(View):
+    id: str
+    preview: PreviewView
+    warnings: list[str]
+
+
+class SampleView(View):
+    round: int
+    status: str  # ok | breach | no_data | error
+    values: list[float]
+    detail: str
+
+
+class SubjectEvidence(View):
+    """What a gate saw for one environment (or the wave): every sample, its verdict, where to look."""
+
+    subject: str
+    query: str
+    verdict: str
+    reason: str
+    samples: list[SampleView]
+    failures: int
+    links: dict[str, str] = {}  # prometheus / grafana pages for the query over the wave's window
+
+
+class GateDetails(View):
+    reason: str
+    subjects: list[SubjectEvidence] = []
+    baked_seconds: int | None = None
+
+
+class GateView(View):
+    index: int
+    kind: str  # bake | prometheus | approval
+    spec: str
+    result: str | None  # passed | failed | inconclusive | approved | None (pending)
+    at: datetime | None
+    details: GateDetails | None = None
+    approved_by: list[str] = []
+
+
+class RolloutEnvView(View):
+    env: str
+    status: str
+    version: str
+    previous_version: str
+    changed: bool
+    deployment_id: str | None
+    reason: str
+    retry_at: datetime | None = None
+
+
+class WaveView(View):
+    number: int
+    name: str
+    phase: str
+    reason: str
+    max_parallel: int
+    failure_tolerance: str
+    on_failure: str
+    auto_promote: bool
+    overridden_by: str | None
+    verify_started_at: datetime | None
+    gates: list[GateView]
+    envs: list[RolloutEnvView]
+
+
+class LogLineView(View):
+    at: datetime
+    kind: str
+    summary: str
+    actor: str | None = None
+
+
+class RolloutView(View):
+    """Everything about one rollout a person or a tool needs to decide the next step."""
+
+    id: str
+    module: str
+    version: str
+    plan: str
+    phase: str
+    reason: str
+    started_by: str
+    created_at: datetime
+    current_wave: int
+    waiting_for: str | None
+    since: datetime
+    engine: str | None  # who drives it now
+    waves: list[WaveView]
+    not_covered: list[str]
+    audit: list[LogLineView]  # created, commands and refusals
+    events: list[LogLineView]  # the latest log lines
+    preflight: dict[str, Any] | None
+
+
+class RolloutSummaryView(View):
+    id: str
+    module: str
+    version: str
+    plan: str
+    phase: str
+    created_by: str
+    created_at: datetime
