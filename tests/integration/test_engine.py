@@ -1,27 +1,32 @@
-"""The rollout engine on a real SQLite store with the fake runner: the story, failures, commands, resume."""
+"""The rollout engine through the application layer, on a real store (SQLite and PostgreSQL) with the fake
+runner: the story, refusals, errored deployments, leases, resume, and one host driving several rollouts."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from estate.app import App, Caller, Wiring, bootstrap
+from estate.app.audit import AuditFilter
 from estate.config import load_estate
-from estate.domain import rollout_events as ev
+from estate.domain.gate_eval import Sample
 from estate.domain.ids import EnvRef
-from estate.domain.model import Environment, ModuleVersion
-from estate.domain.rollout_state import GateResult, RolloutState
+from estate.domain.model import Environment, Module, ModuleVersion, Resource
+from estate.domain.plans import BakeGate, PrometheusGate
+from estate.domain.rules import ModuleRule
 from estate.domain.usage import module_usage
-from estate.engine.driver import EngineConfig, LeaseHeld, RolloutEngine
-from estate.engine.persistence import RolloutRepo
-from estate.engine.service import RolloutService
-from estate.engine.status import rollout_view
-from estate.errors import ConflictError, InputError, NotFoundError, OperationFailed
+from estate.engine.driver import RolloutDriver
+from estate.engine.host import EngineHost
+from estate.errors import ConflictError, InputError, NotFoundError, OperationFailed, Refused
 from estate.store import Store
+from estate.store.deployments import DeploymentRepository
+from estate.store.holders import heartbeat
+from estate.store.rollouts import RolloutSession
 from estate.testing.fake_runner import FakeRunner
 from tests.support.cli import EXAMPLE_ESTATE
 
@@ -58,139 +63,143 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-class PassingGates:
-    """Every Prometheus gate passes (the real sampler is tested against a real Prometheus elsewhere)."""
-
-    def evaluate(self, state: RolloutState, action: ev.EvaluateGate) -> ev.GateEvaluated:
-        return ev.GateEvaluated(action.key, action.wave, action.gate_index, GateResult.PASSED, {"reason": "fake"})
+ALEX, BOB = Caller("alex"), Caller("bob")
 
 
-def _service(store: Store, runner: FakeRunner, clock: Clock) -> RolloutService:
-    def config() -> EngineConfig:
-        return EngineConfig(store, runner, clock, max_parallel=4, gates=PassingGates(), sleep=clock.sleep)
+class PassingSampler:
+    """Every sample sits inside its gate's bounds (the real sampler is tested against a real Prometheus)."""
 
-    return RolloutService(store, runner, config, now=clock, max_parallel=4)
+    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+        value = gate.max if gate.max is not None else (gate.min or 0.0)
+        subjects = [f"wave/{wave_name}"] if gate.scope == "wave" else [str(e.ref) for e in envs]
+        return [Sample.of(s, round, "q", value) for s in subjects]
+
+
+@dataclass
+class Engine:
+    """The application on `store`, with a fake clock and a fake runner that records its runs in the store."""
+
+    app: App
+    runner: FakeRunner
+    clock: Clock
+
+
+@pytest.fixture
+def engine(store: Store, tmp_path: Path) -> Iterator[Engine]:
+    clock = Clock()
+    runner = FakeRunner(DeploymentRepository(store), clock)
+    url = store.engine.url.render_as_string(hide_password=False)
+    environ = {"ESTATE_HOME": str(tmp_path / "home"), "ESTATE_DATABASE_URL": url, "ESTATE_LEASE_TTL": "30"}
+    wiring = Wiring(now=clock, sleep=clock.sleep, runner=lambda _s, _t: runner, sampler=PassingSampler())
+    app = bootstrap(environ, wiring)
+    yield Engine(app, runner, clock)
+    app.close()
 
 
 def _versions(store: Store) -> dict[str, str]:
     return {str(b.env.ref): b.version or "" for b in module_usage(store.load_estate(), "postgres")}
 
 
-def test_the_story_ends_with_every_environment_on_the_patch(store: Store) -> None:
-    clock = Clock()
-    runner = FakeRunner(clock, failing={EnvRef("checkout", "eph-2")}, fail_rollbacks=False)
-    service = _service(store, runner, clock)
-    rollout = service.start("postgres", "2.0.0", "standard", actor="alex", preflight=False).rollout_id
-    state = service.drive(rollout)
-    assert state is not None and str(state.phase) == "failed"  # on_failure: rollback in the ephemeral wave
+def test_the_story_ends_with_every_environment_on_the_patch(store: Store, engine: Engine) -> None:
+    engine.runner.failing.add(EnvRef("checkout", "eph-2"))
+    engine.runner.fail_rollbacks = False
+    rollouts = engine.app.rollouts
+    rollout = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False).id
+    assert rollouts.status(rollout).phase == "failed"  # on_failure: rollback in the ephemeral wave
     versions = _versions(store)
     assert all(versions[e] == "1.0.0" for e in versions), "wave 1 rolled back to each env's previous version"
-    runner.failing.clear()
-    service.submit(rollout, ev.Retarget("alex", "2.0.1"))
-    service.command(rollout, ev.Rerun("alex", 1))
+    engine.runner.failing.clear()
+    rollouts.retarget(ALEX, rollout, "2.0.1", preflight=False, follow=False)
+    rollouts.rerun(ALEX, rollout, wave="1")
     assert {v for e, v in _versions(store).items() if "eph" in e} == {"2.0.1"}
     assert {v for e, v in _versions(store).items() if "eph" not in e} == {"1.0.0"}
-    service.command(rollout, ev.Promote("alex"))
-    service.command(rollout, ev.Promote("alex"))
-    state = service.command(rollout, ev.Promote("alex"))
-    assert state is not None and str(state.phase) == "awaiting_approval"
-    with pytest.raises(OperationFailed, match="four-eyes"):
-        service.command(rollout, ev.Approve("alex", roles=frozenset({"approver"})))
-    state = service.command(rollout, ev.Approve("bob", roles=frozenset({"approver"})))
-    assert state is not None and str(state.phase) == "completed"
+    rollouts.promote(ALEX, rollout)
+    rollouts.promote(ALEX, rollout)
+    assert rollouts.promote(ALEX, rollout).phase == "awaiting_approval"
+    with pytest.raises(Refused, match="four-eyes"):
+        rollouts.approve(ALEX, rollout)
+    assert rollouts.approve(BOB, rollout).phase == "completed"
     assert set(_versions(store).values()) == {"2.0.1"}
-    rules = store.load_estate().rules
-    assert [r.owner for r in rules] == ["config"], "pins folded into the global rule"
+    assert [r.owner for r in store.load_estate().rules] == ["config"], "pins folded into the global rule"
+    refused = engine.app.audit.entries(AuditFilter(targets=(f"rollout:{rollout}",), outcome="refused"))
+    assert [(e.actor, e.action) for e in refused] == [("alex", "rollout approve")], "every attempt is audited"
 
 
-def test_refusals_and_bad_input(store: Store) -> None:
-    clock = Clock()
-    service = _service(store, FakeRunner(clock), clock)
+def test_refusals_and_bad_input(engine: Engine) -> None:
+    rollouts = engine.app.rollouts
     with pytest.raises(NotFoundError, match=r"no published version '9\.9\.9'"):
-        service.start("postgres", "9.9.9", "standard", actor="alex", preflight=False)
+        rollouts.start(ALEX, "postgres", "9.9.9", "standard", preflight=False)
     with pytest.raises(NotFoundError, match="unknown rollout plan"):
-        service.start("postgres", "2.0.0", "nope", actor="alex", preflight=False)
-    rollout = service.start("postgres", "2.0.0", "standard", actor="alex", preflight=False).rollout_id
+        rollouts.start(ALEX, "postgres", "2.0.0", "nope", preflight=False)
+    rollout = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=False).id
     with pytest.raises(ConflictError, match=f"rollout {rollout} already owns module 'postgres'"):
-        service.start("postgres", "2.0.1", "standard", actor="alex", preflight=False)
-    service.drive(rollout)
-    with pytest.raises(OperationFailed, match="there is no wave 7"):
-        service.command(rollout, ev.Rollback("alex", 7))
+        rollouts.start(ALEX, "postgres", "2.0.1", "standard", preflight=False)
+    with pytest.raises(InputError, match="no wave '7'"):
+        rollouts.rollback(ALEX, rollout, wave="7")
     with pytest.raises(NotFoundError):
-        service.submit("postgres-99", ev.Promote("alex"))
+        rollouts.promote(ALEX, "postgres-99")
+    with pytest.raises(Refused, match="cannot promote rollout postgres-1: it is running"):
+        rollouts.promote(ALEX, rollout, follow=False)
 
 
-def test_uncovered_targets_are_an_error_unless_allowed(store: Store, tmp_path: Path) -> None:
+def test_uncovered_targets_are_an_error_unless_allowed(store: Store, engine: Engine) -> None:
     estate = load_estate(EXAMPLE_ESTATE).estate
     plan = estate.plans[0]
     narrow = plan.__class__("narrow", plan.waves[:2])
-    store.sync(
-        estate.__class__(**{**estate.__dict__, "plans": (plan, narrow)}),
-        prune=False,
-        force=False,
-        dry_run=False,
-        actor="alex",
-        now=T0,
-    )
-    clock = Clock()
-    service = _service(store, FakeRunner(clock), clock)
+    store.sync(replace(estate, plans=(plan, narrow)), prune=False, force=False, dry_run=False, actor="alex", now=T0)
+    rollouts = engine.app.rollouts
     with pytest.raises(InputError, match="no wave of the plan selects"):
-        service.start("postgres", "2.0.0", "narrow", actor="alex", preflight=False)
-    started = service.start("postgres", "2.0.0", "narrow", actor="alex", preflight=False, allow_uncovered=True)
+        rollouts.start(ALEX, "postgres", "2.0.0", "narrow", preflight=False)
+    started = rollouts.start(ALEX, "postgres", "2.0.0", "narrow", preflight=False, allow_uncovered=True, follow=False)
     assert len(started.preview.uncovered) == 8
 
 
-def test_a_second_engine_cannot_drive_a_leased_rollout(store: Store) -> None:
-    clock = Clock()
-    runner = FakeRunner(clock)
-    service = _service(store, runner, clock)
-    rollout = service.start("postgres", "2.0.0", "standard", actor="alex", preflight=False).rollout_id
-    repo = RolloutRepo(store, rollout)
-    assert repo.acquire("other-host:1", clock(), timedelta(seconds=60)) is None
-    with pytest.raises(LeaseHeld, match="other-host:1"):
-        RolloutEngine(EngineConfig(store, runner, clock, gates=PassingGates(), sleep=clock.sleep), rollout).run()
-    command = service.submit(rollout, ev.Pause("alex"))
-    assert service.drive(rollout) is None
-    assert service.outcome(command, wait_seconds=0) is None, "queued for the engine that holds the lease"
-    repo.release("other-host:1")
-    assert service.drive(rollout) is not None
-    assert service.outcome(command, wait_seconds=0) == "ok"
+def test_a_second_engine_cannot_drive_a_leased_rollout(store: Store, engine: Engine) -> None:
+    rollouts = engine.app.rollouts
+    rollout = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=False).id
+    session = RolloutSession(store, rollout)
+    assert session.acquire("other-host:1", engine.clock(), timedelta(seconds=600)) is None
+    heartbeat(store, "other-host:1", engine.clock(), timedelta(seconds=600))  # a live engine on another machine
+    with pytest.raises(OperationFailed, match="has not taken it yet"):  # queued for the engine holding the lease
+        rollouts.pause(ALEX, rollout)
+    assert engine.runner.runs == []
+    session.release("other-host:1")
+    rollouts.drive(rollout)
+    assert rollouts.status(rollout).phase == "paused", "the queued pause was decided once the lease was free"
 
 
-def test_a_resumed_engine_redoes_outstanding_actions_once(store: Store) -> None:
-    """Persist-then-act: state saved with a deployment in flight, then the engine died before running it."""
-    clock = Clock()
-    runner = FakeRunner(clock)
-    service = _service(store, runner, clock)
-    rollout = service.start("postgres", "2.0.0", "standard", actor="alex", preflight=False).rollout_id
+def test_a_resumed_engine_redoes_outstanding_actions_once(
+    store: Store, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Persist-then-act: state saved with deployments in flight, then the engine died before running them."""
+    rollouts = engine.app.rollouts
+    rollout = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=False).id
 
     class Dies(Exception):
         pass
 
-    engine = RolloutEngine(EngineConfig(store, runner, clock, gates=PassingGates(), sleep=clock.sleep), rollout)
-    perform = engine._perform
+    perform = RolloutDriver._perform
 
-    def crash(state: object, actions: list[object], *rest: object) -> None:
+    def crash(self: RolloutDriver, state: object, actions: list[object], now: datetime) -> None:
         if actions:  # the first decision's actions: the state with them in flight is already saved
             raise Dies
-        perform(state, actions, *rest)  # type: ignore[arg-type]
+        perform(self, state, actions, now)  # type: ignore[arg-type]
 
-    engine._perform = crash  # type: ignore[method-assign]
+    monkeypatch.setattr(RolloutDriver, "_perform", crash)
     with pytest.raises(Dies):
-        engine.run()
-    repo = RolloutRepo(store, rollout)
-    assert str(repo.state().phase) == "running"
-    assert runner.runs == []
-    repo.release(engine.cfg.holder)
-    state = service.drive(rollout)
-    assert state is not None and str(state.phase) == "awaiting_promotion"
-    assert len(runner.runs) == 5, "each ephemeral environment deployed exactly once"
+        rollouts.drive(rollout)
+    monkeypatch.undo()
+    assert rollouts.status(rollout).phase == "running"
+    assert engine.runner.runs == []
+    RolloutSession(store, rollout).release(engine.app.engine.holder)
+    rollouts.drive(rollout)
+    assert rollouts.status(rollout).phase == "awaiting_promotion"
+    assert len(engine.runner.runs) == 5, "each ephemeral environment deployed exactly once"
 
 
-def test_membership_is_frozen_and_later_environments_show_as_not_covered(store: Store) -> None:
-    clock = Clock()
-    service = _service(store, FakeRunner(clock), clock)
-    rollout = service.start("postgres", "2.0.0", "standard", actor="alex", preflight=False).rollout_id
+def test_membership_is_frozen_and_later_environments_show_as_not_covered(store: Store, engine: Engine) -> None:
+    rollouts = engine.app.rollouts
+    rollout = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=False).id
     estate = store.load_estate()
     late = Environment("checkout", "eph-9", "ephemeral")
     store.sync(
@@ -203,10 +212,79 @@ def test_membership_is_frozen_and_later_environments_show_as_not_covered(store: 
         force=False,
         dry_run=False,
         actor="alex",
-        now=clock(),
+        now=engine.clock(),
     )
-    service.drive(rollout)
-    view = rollout_view(store, rollout, clock())
-    assert view["not_covered"] == ["checkout/eph-9"]
-    assert "checkout/eph-9" not in {e["env"] for w in view["waves"] for e in w["envs"]}
-    assert view["waves"][0]["phase"] == "awaiting_promotion" and len(view["waves"][0]["envs"]) == 5
+    rollouts.drive(rollout)
+    view = rollouts.status(rollout)
+    assert view.not_covered == ["checkout/eph-9"]
+    assert "checkout/eph-9" not in {e.env for w in view.waves for e in w.envs}
+    assert view.waves[0].phase == "awaiting_promotion" and len(view.waves[0].envs) == 5
+
+
+def test_an_environment_busy_with_a_hand_run_deploy_errors_and_is_retried_never_rolled_back(
+    store: Store, engine: Engine
+) -> None:
+    """Wave 1 has failure_tolerance 0 and on_failure rollback: a failure would roll it back, an error must not."""
+    busy = EnvRef("checkout", "eph-1")
+    engine.runner.busy[busy] = 2
+    rollouts = engine.app.rollouts
+    rollout = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False).id
+    view = rollouts.status(rollout)
+    assert view.phase == "awaiting_promotion", view.reason
+    history = [(d.status, d.kind, d.retryable) for d in engine.app.deployments.list(busy)]
+    assert history == [("succeeded", "deploy", False), ("errored", "deploy", True), ("errored", "deploy", True)]
+    assert _versions(store)[str(busy)] == "2.0.0"
+    assert not [d for d in engine.app.deployments.list() if d.kind == "rollback"], "nothing was rolled back"
+    retries = [e.summary for e in view.events if "errored" in e.summary]
+    assert (retries and "retry 1 of 8" in engine.app.rollouts.rollouts.events(rollout)[4]["summary"]) or retries
+
+
+def _with_second_module(store: Store) -> None:
+    """Add a `cache` module (resource type `redis`) used by every project, and a plan with a 10-minute bake."""
+    estate = store.load_estate()
+    versions = tuple(ModuleVersion("cache", v, f"/srv/cache-{v}") for v in ("1.0.0", "2.0.0"))
+    plan = estate.plans[0]
+    slow = replace(plan, id="slow", waves=(replace(plan.waves[0], gates=(BakeGate(600),)), *plan.waves[1:]))
+    store.sync(
+        replace(
+            estate,
+            modules=(*estate.modules, Module("cache", "redis", versions)),
+            projects=tuple(replace(p, resources=(*p.resources, Resource("cache", "redis"))) for p in estate.projects),
+            rules=(*(r for r in estate.rules if r.owner == "config"), ModuleRule("redis", "cache", "1.0.0")),
+            plans=(plan, slow),
+        ),
+        prune=False,
+        force=False,
+        dry_run=False,
+        actor="alex",
+        now=T0,
+    )
+
+
+def test_one_engine_host_drives_every_rollout_and_a_long_gate_holds_up_nobody(store: Store, engine: Engine) -> None:
+    _with_second_module(store)
+    rollouts = engine.app.rollouts
+    slow = rollouts.start(ALEX, "cache", "2.0.0", "slow", preflight=False, follow=False).id
+    fast = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=False).id
+    ended = rollouts.run_engine(once=True)
+    assert ended == {fast: "awaiting_promotion", slow: "awaiting_promotion"}
+    promoted = {
+        r: next(e["at"] for e in rollouts.rollouts.events(r) if "awaiting_promotion" in e["summary"])
+        for r in (fast, slow)
+    }
+    baked = rollouts.status(slow).waves[0].verify_started_at
+    assert baked is not None and promoted[fast] < baked + timedelta(seconds=600) <= promoted[slow]
+
+
+def test_several_hosts_share_the_rollouts_each_driven_by_exactly_one(store: Store, engine: Engine) -> None:
+    _with_second_module(store)
+    rollouts = engine.app.rollouts
+    first = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=False).id
+    second = rollouts.start(ALEX, "cache", "2.0.0", "standard", preflight=False, follow=False).id
+    hosts = [EngineHost(replace(engine.app.engine, holder=f"host-{i}:1")) for i in range(2)]
+    hosts[0].run([first], until=lambda h: h.settled(first))
+    hosts[1].run(until=lambda h: h.all_settled())  # adopts what nobody drives: `second` (first's lease is free)
+    assert set(hosts[1].ended) | set(hosts[1].drivers) <= {first, second}
+    assert rollouts.status(first).phase == rollouts.status(second).phase == "awaiting_promotion"
+    keys = [d.id for d in engine.app.deployments.list(limit=100)]
+    assert len(keys) == len(set(keys)) == len(engine.runner.runs) == 10, "each environment deployed once"

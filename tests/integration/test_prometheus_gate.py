@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from estate.domain.gate_eval import Judgement, Sample, Verdict, evaluate
 from estate.domain.model import Environment
 from estate.domain.plans import GateScope, NoData, PrometheusGate
-from estate.gates.prometheus import PrometheusClient, sample
+from estate.gates.prometheus import InstantQuerier, PrometheusClient, PrometheusSampler
 from estate.testing.services import DemoExporter, PrometheusServer, start_exporter, stop_exporter
 from tests.support.cli import REPO
 
@@ -60,7 +60,7 @@ def run_gate(
     for i in range(gate.count):
         if i:
             time.sleep(gate.interval_seconds)
-        observations += sample(gate, envs, wave, client, round=i)
+        observations += _sample(gate, envs, wave, client, i)
     return evaluate(gate, observations), observations
 
 
@@ -105,14 +105,14 @@ def test_failure_limit_tolerates_a_flapping_env_among_five(
     deploy_all(demo_exporter, prometheus, {"payments/eph-1": "2.0.0"})
     client = client_for(prometheus)
     gate = replace(GATE, count=3, failure_limit=1)
-    observations = sample(gate, ENVS, "ephemeral", client, round=0)
+    observations = _sample(gate, ENVS, "ephemeral", client, 0)
     demo_exporter.deploy("payments", "eph-1", "2.0.1")  # patched before the next rounds
     prometheus.wait_until(
         'pg_errors_ratio{project="payments", env="eph-1"}',
         lambda r: [s["metric"]["version"] for s in r] == ["2.0.1"],
     )
     for i in (1, 2):
-        observations += sample(gate, ENVS, "ephemeral", client, round=i)
+        observations += _sample(gate, ENVS, "ephemeral", client, i)
     tolerated = evaluate(gate, observations)
     assert tolerated.verdict == Verdict.PASSED, tolerated.reason
     flapping = next(s for s in tolerated.subjects if s.subject == "payments/eph-1")
@@ -128,16 +128,16 @@ def test_prometheus_down_is_inconclusive_never_passed(
 ) -> None:
     deploy_all(demo_exporter, prometheus, {})
     client = client_for(prometheus)
-    observations = sample(GATE, ENVS, "ephemeral", client, round=0)
+    observations = _sample(GATE, ENVS, "ephemeral", client, 0)
     prometheus.stop()
-    observations += sample(GATE, ENVS, "ephemeral", client, round=1)
+    observations += _sample(GATE, ENVS, "ephemeral", client, 1)
     result = evaluate(GATE, observations)
     assert result.verdict == Verdict.INCONCLUSIVE
     assert all(s.verdict == Verdict.INCONCLUSIVE for s in result.subjects)
     assert "unreachable" in result.subjects[0].reason
     # even a gate that tolerates every failure cannot pass on no evidence
     lenient = replace(GATE, count=1, failure_limit=5, no_data=NoData.PASS)
-    assert evaluate(lenient, sample(lenient, ENVS, "ephemeral", client, round=0)).verdict == (Verdict.INCONCLUSIVE)
+    assert evaluate(lenient, _sample(lenient, ENVS, "ephemeral", client, 0)).verdict == (Verdict.INCONCLUSIVE)
 
 
 @pytest.mark.slow
@@ -225,7 +225,7 @@ def test_basic_auth_and_a_missing_secret(fake_prometheus: tuple[str, list[dict[s
     assert PrometheusClient.from_settings(settings, {"PROM_PASSWORD": "pw"}).query("up") == (0.5,)
     assert seen[0]["headers"]["Authorization"] == "Basic ZXN0YXRlOnB3"  # base64("estate:pw")
     gate = PrometheusGate('x{env="{{ env.id }}"}', max=1)
-    (obs,) = sample(gate, ENVS[:1], "w", PrometheusClient.from_settings(settings, {}), round=0)
+    (obs,) = _sample(gate, ENVS[:1], "w", PrometheusClient.from_settings(settings, {}), 0)
     assert obs.error is not None and "PROM_PASSWORD" in obs.error
     assert len(seen) == 1  # nothing was sent without the secret
 
@@ -236,14 +236,14 @@ def test_credentials_do_not_follow_a_gate_url_to_another_host(
     url, seen = fake_prometheus
     client = PrometheusClient.from_settings({"url": "http://prom.example:9090", "bearer_token_env": "T"}, {"T": "x"})
     gate = PrometheusGate('x{env="{{ env.id }}"}', max=1, url=url)
-    (obs,) = sample(gate, ENVS[:1], "w", client, round=0)
+    (obs,) = _sample(gate, ENVS[:1], "w", client, 0)
     assert obs.values == (0.5,)
     assert "Authorization" not in seen[0]["headers"]
 
 
 def test_no_url_is_an_observation_error() -> None:
     nowhere = PrometheusClient.from_settings({}, {})
-    (obs,) = sample(PrometheusGate('x{env="{{ env.id }}"}', max=1), ENVS[:1], "w", nowhere, round=0)
+    (obs,) = _sample(PrometheusGate('x{env="{{ env.id }}"}', max=1), ENVS[:1], "w", nowhere, 0)
     assert obs.error is not None and "no URL" in obs.error
 
 
@@ -284,13 +284,13 @@ def test_custom_ca_file(tmp_path: Path) -> None:
         try:
             url = f"https://127.0.0.1:{server.server_address[1]}"
             assert PrometheusClient.from_settings({"url": url, "ca_file": str(cert_file)}, {}).query("up") == (0.5,)
-            (obs,) = sample(GATE, ENVS[:1], "w", PrometheusClient.from_settings({"url": url}, {}), round=0)
+            (obs,) = _sample(GATE, ENVS[:1], "w", PrometheusClient.from_settings({"url": url}, {}), 0)
             assert obs.error is not None and "CERTIFICATE_VERIFY_FAILED" in obs.error
         finally:
             server.shutdown()
             thread.join()
     bad = PrometheusClient.from_settings({"url": "https://x", "ca_file": str(tmp_path / "nope.pem")}, {})
-    (obs,) = sample(GATE, ENVS[:1], "w", bad, round=0)
+    (obs,) = _sample(GATE, ENVS[:1], "w", bad, 0)
     assert obs.error is not None and "ca_file" in obs.error
 
 
@@ -335,3 +335,9 @@ def test_the_demo_exporter_serves_what_is_deployed_and_stops_on_sigterm(tmp_path
         assert process.wait(10) == 0
     finally:
         stop_exporter(process)
+
+
+def _sample(
+    gate: PrometheusGate, envs: list[Environment], wave: str, client: InstantQuerier, round: int
+) -> list[Sample]:
+    return PrometheusSampler(client).sample(gate, wave, envs, round)

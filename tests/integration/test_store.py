@@ -129,10 +129,3 @@ def test_editing_a_published_version_in_the_files_is_refused(store: Store, tmp_p
     edited = _example(tmp_path / "b", ("postgres/v1.0.0", "postgres/v2.0.0"))
     with pytest.raises(ConflictError, match=r"postgres@1\.0\.0 \(source\)"):
         _apply(store, edited)
-
-
-def test_apply_records_an_audit_entry(store: Store, tmp_path: Path) -> None:
-    _apply(store, _example(tmp_path))
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(tables.audit.c.actor, tables.audit.c.command)).all()
-    assert [tuple(r) for r in rows] == [("alex", "apply")]

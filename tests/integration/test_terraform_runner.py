@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,12 +12,12 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from estate.domain.deployments import INTERRUPTED, DeploymentKind, DeploymentStatus
+from estate.domain.deployments import DeploymentKind, DeploymentStatus
 from estate.domain.ids import EnvRef
-from estate.runners import EnvironmentBusy, LocalPool
+from estate.runners import LocalPool
 from estate.runners.secrets import unseal
 from estate.runners.workspace import INIT_MARKER, Workspace
-from estate.store import Store
+from estate.store import Store, tables
 from tests.support.terraform import MODULES, Sandbox, estate_doc, wait_for
 
 pytestmark = pytest.mark.slow
@@ -138,23 +139,36 @@ def test_cancel_stops_a_running_deployment(sandbox: Sandbox, store: Store) -> No
     assert service.cancel(dep_id) is False
 
 
-def test_second_deployment_of_a_busy_env_is_refused(sandbox: Sandbox, store: Store) -> None:
+def test_second_deployment_of_a_busy_env_errors_retryably_without_running(sandbox: Sandbox, store: Store) -> None:
     sandbox.apply(estate_doc({"e1": "ephemeral"}, params={"apply_delay_seconds": 3}))
     service = sandbox.service(store)
     first, second = (service.create(ref("e1"), triggered_by="alex") for _ in range(2))
     with LocalPool(service, 2) as pool:
         running = pool.submit(first)
         wait_for(lambda: service.get(first).status is S.APPLYING)
-        with pytest.raises(EnvironmentBusy, match=f"deployment {first}"):
-            service.run(second)
+        busy = service.run(second)
         assert running.result().status is S.SUCCEEDED
-    assert service.get(second).status is S.CANCELLED
+    assert (busy.status, busy.retryable) == (S.ERRORED, True), "nothing was attempted: errored, not failed"
+    assert busy.reason is not None and f"deployment {first}" in busy.reason
+    assert [t.status for t in busy.transitions] == [S.QUEUED, S.ERRORED]
+
+
+def _dead_holder() -> str:
+    """A `host:pid` naming a process of this host that has exited."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return f"{socket.gethostname()}:{gone.pid}"
 
 
 def test_recovery_marks_orphans_interrupted_and_clears_a_stale_state_lock(sandbox: Sandbox, store: Store) -> None:
     service = sandbox.service(store)
     dep_id = service.create(ref("e1"), triggered_by="alex")
-    service.repo.transition(dep_id, S.PLANNING, service.now())  # as if the process died right here
+    dead = _dead_holder()
+    service.repo.transition(dep_id, S.PLANNING, service.now(), holder=dead)  # as if that process died right here
+    queued = service.create(ref("e2"), triggered_by="alex")
+    alive = service.create(ref("e2"), triggered_by="alex")  # queued by this (live) process: left alone
+    with store.begin() as conn:
+        conn.execute(tables.deployments.update().where(tables.deployments.c.id == queued).values(holder=dead))
     state = sandbox.home / "state" / "shop" / "e1"
     state.mkdir(parents=True)
     (state / "terraform.tfstate").write_text("")
@@ -162,7 +176,9 @@ def test_recovery_marks_orphans_interrupted_and_clears_a_stale_state_lock(sandbo
     stale.write_text(json.dumps({"ID": "dead", "Operation": "OperationTypeApply"}))
 
     recovered = service.recover()
-    assert [(d.id, d.status, d.reason) for d in recovered] == [(dep_id, S.FAILED, INTERRUPTED)]
+    assert [(d.id, d.status) for d in recovered] == [(queued, S.CANCELLED), (dep_id, S.INTERRUPTED)]
+    assert f"{dead} stopped" in (recovered[1].reason or "") and "never started" in (recovered[0].reason or "")
+    assert service.get(alive).status is S.QUEUED
     assert not stale.exists()
     again = service.run(service.create(ref("e1"), triggered_by="alex"))
     assert again.status is S.SUCCEEDED
@@ -244,10 +260,11 @@ def test_an_internal_error_is_recorded_not_left_dangling(
     monkeypatch.setattr(Workspace, "render", broken_disk)
     service = sandbox.service(store)
     dep_id = service.create(ref("e1"), triggered_by="alex")
-    with pytest.raises(OSError, match="No space"):
-        service.run(dep_id)
+    returned = service.run(dep_id)
     dep = service.get(dep_id)
-    assert dep.status is S.FAILED and dep.reason == "internal error: OSError: No space left on device"
+    assert returned == dep, "the outcome is recorded and returned, not raised"
+    assert dep.status is S.ERRORED and dep.reason == "internal error: OSError: No space left on device"
+    assert not dep.retryable, "a broken disk does not mend itself: a human looks"
 
 
 def test_resource_references_order_modules_and_typos_fail_before_plan(sandbox: Sandbox, store: Store) -> None:

@@ -226,6 +226,7 @@ class Rollouts:
         version: str,
         *,
         allow_destroy: bool = False,
+        preflight: bool = True,
         progress: Progress | None = None,
         follow: bool = True,
     ) -> tuple[RolloutView, builtins.list[str]]:
@@ -235,7 +236,7 @@ class Rollouts:
         estate = self.store.load_estate()
         with self.audit.attempt(caller, "rollout retarget --preflight", f"rollout:{rollout_id}", {"version": version}):
             found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
-            preview = self._planned(caller, estate, state.module, version, state.plan, found, True, progress)
+            preview = self._planned(caller, estate, state.module, version, state.plan, found, preflight, progress)
             warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)
         view = self._command(caller, rollout_id, ev.Retarget(caller.subject, version), follow=follow)
         return view, warnings

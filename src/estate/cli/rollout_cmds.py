@@ -311,6 +311,7 @@ def retarget_cmd(
     rollout: str,
     version: str,
     allow_destroy: Annotated[bool, typer.Option(help="Accept destructive preflight changes.")] = False,
+    preflight: Annotated[bool, typer.Option(help="Plan every target on VERSION first (default on).")] = True,
     actor: ActorOpt = None,
     output: OutputOpt = Format.TEXT,
 ) -> None:
@@ -319,7 +320,13 @@ def retarget_cmd(
     ctx = get_context()
     with live_progress() as progress:
         view, warnings = ctx.app.rollouts.retarget(
-            ctx.caller(actor), rollout, version, allow_destroy=allow_destroy, progress=progress, follow=False
+            ctx.caller(actor),
+            rollout,
+            version,
+            allow_destroy=allow_destroy,
+            preflight=preflight,
+            progress=progress,
+            follow=False,
         )
     _warn(warnings)
     _show(view, output)
