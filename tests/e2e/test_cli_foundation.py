@@ -23,6 +23,7 @@ def test_env_list_filters_and_json_shape(cli: Cli) -> None:
         "project": "checkout",
         "id": "eph-1",
         "type": "ephemeral",
+        "owner": "team-atlas",
         "labels": {"region": "eu"},
     }
     prod_eu = cli("env", "list", "--type", "production", "--label", "region=eu", "-o", "json").json

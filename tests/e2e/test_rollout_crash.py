@@ -138,5 +138,7 @@ def test_sigkill_anywhere_and_the_rollout_still_completes_exactly_once(sandbox: 
         "and kind = 'deploy' and status = 'succeeded' group by env",
     )
     assert dict(applied) == dict.fromkeys(ENVS, 1), "each environment applied exactly once"  # type: ignore[arg-type]
-    interrupted = _query(db, "select count(*) from deployments where reason = 'interrupted'")
-    assert interrupted[0][0] >= 1, "the kills did interrupt Terraform runs"  # type: ignore[operator]
+    interrupted = _query(db, "select id, retried_by from deployments where status = 'interrupted'")
+    assert interrupted, "the kills did interrupt Terraform runs"
+    assert all(retry is not None for _, retry in interrupted), "each interrupted run links to the run that redid it"
+    assert _query(db, "select count(*) from deployments where status = 'failed'") == [(0,)], "nothing shown as failed"
