@@ -26,13 +26,12 @@ from pathlib import Path
 
 import yaml
 
+from estate.app import Caller, Wiring, bootstrap
 from estate.config import load_estate
 from estate.domain.deployments import DeploymentKind
-from estate.domain.ids import EnvRef
-from estate.engine.driver import EngineConfig
-from estate.engine.service import RolloutService
-from estate.engine.status import rollout_view
+from estate.domain.graph import ResolvedGraph
 from estate.store import Store
+from estate.store.deployments import DeploymentRepository, NewDeployment
 from estate.testing.fake_runner import FakeRunner
 
 TYPES = (("ephemeral", 0.1), ("development", 0.2), ("staging", 0.3), ("production", 0.4))
@@ -87,26 +86,33 @@ def child(n: int) -> None:
         estate = load_estate(path).estate
         store.sync(estate, prune=False, force=False, dry_run=False, actor="bench", now=now())
 
-        bare = FakeRunner(now)
+        repo = DeploymentRepository(store)
+        bare = FakeRunner(repo, now)
         start = time.perf_counter()
-        for env in estate.environments:
-            bare.run(bare.create(EnvRef(env.project, env.id), DeploymentKind.DEPLOY, triggered_by="bench"))
+        requests = [
+            NewDeployment(e.ref, DeploymentKind.DEPLOY, "bench", ResolvedGraph(e.ref, e.type))
+            for e in estate.environments
+        ]
+        for dep in repo.create(requests, now()):
+            bare.run(dep.id)
         baseline = time.perf_counter() - start
 
-        runner = FakeRunner(now)
-        service = RolloutService(
-            store, runner, lambda: EngineConfig(store, runner, now, max_parallel=8), now=now, max_parallel=8
+        runner = FakeRunner(repo, now)
+        app = bootstrap(
+            {"ESTATE_HOME": tmp, "ESTATE_DATABASE_URL": f"sqlite:///{tmp}/estate.db"},
+            Wiring(runner=lambda _store, _settings: runner),
         )
         start = time.perf_counter()
-        rollout = service.start("postgres", "2.0.0", "bench", actor="bench", preflight=False).rollout_id
-        state = service.drive(rollout)
+        rollout = app.rollouts.start(Caller("bench"), "postgres", "2.0.0", "bench", preflight=False).id
         elapsed = time.perf_counter() - start
-        assert state is not None and str(state.phase) == "completed", state and state.phase
+        phase = app.rollouts.state(rollout).phase
+        assert str(phase) == "completed", phase
         assert len(runner.runs) == len(estate.environments)
 
         # `rollout status` runs in a fresh process: leave the rollout's garbage behind before timing it.
         gc.collect()
-        status = statistics.median(_timed(lambda: rollout_view(store, rollout, now())) for _ in range(3))
+        status = statistics.median(_timed(lambda: app.rollouts.status(rollout)) for _ in range(3))
+        app.close()
         store.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
