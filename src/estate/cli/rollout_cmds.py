@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from estate.app.views.rollouts import GateView, PreviewView, RolloutView
-from estate.cli.context import get_context
+from estate.cli.context import Context, get_context
 from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, live_progress, stderr, stdout
 
 rollout_app = typer.Typer(
@@ -220,8 +221,11 @@ def list_cmd(
     emit(output, found, render)
 
 
-def _steered(output: Format) -> None:
-    get_context().quiet = output is Format.JSON
+def _steer(output: Format, act: Callable[[Context], RolloutView]) -> None:
+    """Send a command through the application layer (embedded: the engine runs here), then show the rollout."""
+    ctx = get_context()
+    ctx.quiet = output is Format.JSON
+    _show(act(ctx), output)
 
 
 @rollout_app.command("promote")
@@ -229,9 +233,7 @@ def promote_cmd(
     rollout: str, detach: DetachOpt = False, actor: ActorOpt = None, output: OutputOpt = Format.TEXT
 ) -> None:
     """Accept the current wave (its gates passed) and start the next one. Refused otherwise (exit 1)."""
-    _steered(output)
-    ctx = get_context()
-    _show(ctx.app.rollouts.promote(ctx.caller(actor), rollout, follow=not detach), output)
+    _steer(output, lambda ctx: ctx.app.rollouts.promote(ctx.caller(actor), rollout, follow=not detach))
 
 
 @rollout_app.command("approve")
@@ -245,17 +247,15 @@ def approve_cmd(
     output: OutputOpt = Format.TEXT,
 ) -> None:
     """Approve the current wave's approval gate (four-eyes: not the one who started it)."""
-    _steered(output)
-    ctx = get_context()
-    _show(ctx.app.rollouts.approve(ctx.caller(actor), rollout, override=override, follow=not detach), output)
+    _steer(
+        output, lambda ctx: ctx.app.rollouts.approve(ctx.caller(actor), rollout, override=override, follow=not detach)
+    )
 
 
 @rollout_app.command("pause")
 def pause_cmd(rollout: str, actor: ActorOpt = None, output: OutputOpt = Format.TEXT) -> None:
     """Start nothing new; in-flight deployments finish."""
-    _steered(output)
-    ctx = get_context()
-    _show(ctx.app.rollouts.pause(ctx.caller(actor), rollout, follow=False), output)
+    _steer(output, lambda ctx: ctx.app.rollouts.pause(ctx.caller(actor), rollout, follow=False))
 
 
 @rollout_app.command("resume")
@@ -263,17 +263,13 @@ def resume_cmd(
     rollout: str, detach: DetachOpt = False, actor: ActorOpt = None, output: OutputOpt = Format.TEXT
 ) -> None:
     """Carry on after `pause`."""
-    _steered(output)
-    ctx = get_context()
-    _show(ctx.app.rollouts.resume(ctx.caller(actor), rollout, follow=not detach), output)
+    _steer(output, lambda ctx: ctx.app.rollouts.resume(ctx.caller(actor), rollout, follow=not detach))
 
 
 @rollout_app.command("abort")
 def abort_cmd(rollout: str, actor: ActorOpt = None, output: OutputOpt = Format.TEXT) -> None:
     """End the rollout: nothing new starts; environments stay on the version they are on."""
-    _steered(output)
-    ctx = get_context()
-    _show(ctx.app.rollouts.abort(ctx.caller(actor), rollout), output)
+    _steer(output, lambda ctx: ctx.app.rollouts.abort(ctx.caller(actor), rollout))
 
 
 @rollout_app.command("rollback")
@@ -285,9 +281,7 @@ def rollback_cmd(
     output: OutputOpt = Format.TEXT,
 ) -> None:
     """Roll a wave (default: the current one) back: each environment to its own previous version."""
-    _steered(output)
-    ctx = get_context()
-    _show(ctx.app.rollouts.rollback(ctx.caller(actor), rollout, wave=wave, follow=not detach), output)
+    _steer(output, lambda ctx: ctx.app.rollouts.rollback(ctx.caller(actor), rollout, wave=wave, follow=not detach))
 
 
 @rollout_app.command("rerun")
@@ -300,10 +294,12 @@ def rerun_cmd(
     output: OutputOpt = Format.TEXT,
 ) -> None:
     """Run a wave again (e.g. after a rollback and a retarget); it becomes the current wave."""
-    _steered(output)
-    ctx = get_context()
-    view = ctx.app.rollouts.rerun(ctx.caller(actor), rollout, wave=wave, only_failed=only_failed, follow=not detach)
-    _show(view, output)
+    _steer(
+        output,
+        lambda ctx: ctx.app.rollouts.rerun(
+            ctx.caller(actor), rollout, wave=wave, only_failed=only_failed, follow=not detach
+        ),
+    )
 
 
 @rollout_app.command("retarget")
@@ -316,8 +312,8 @@ def retarget_cmd(
     output: OutputOpt = Format.TEXT,
 ) -> None:
     """Make later work use VERSION (a patched release); the preflight runs again for it."""
-    _steered(output)
     ctx = get_context()
+    ctx.quiet = output is Format.JSON
     with live_progress() as progress:
         view, warnings = ctx.app.rollouts.retarget(
             ctx.caller(actor),
