@@ -13,6 +13,7 @@ import pytest
 
 from estate.app import App, Caller, Wiring, bootstrap
 from estate.app.audit import AuditFilter
+from estate.app.views.rollouts import EnvQuery
 from estate.config import load_estate
 from estate.domain.gate_eval import Sample
 from estate.domain.ids import EnvRef
@@ -288,3 +289,23 @@ def test_several_hosts_share_the_rollouts_each_driven_by_exactly_one(store: Stor
     assert rollouts.status(first).phase == rollouts.status(second).phase == "awaiting_promotion"
     keys = [d.id for d in engine.app.deployments.list(limit=100)]
     assert len(keys) == len(set(keys)) == len(engine.runner.runs) == 10, "each environment deployed once"
+
+
+def test_status_lists_a_page_of_environments_by_wave_and_state_with_counts(engine: Engine) -> None:
+    engine.runner.failing.add(EnvRef("checkout", "eph-2"))
+    rollouts = engine.app.rollouts
+    rollout = rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False).id
+    whole = rollouts.status(rollout)
+    assert whole.waves[0].counts == {"rolled_back": 4, "failed": 1} and whole.next_cursor is None
+    assert whole.waves[3].counts == {"pending": 5} and len(whole.waves[3].envs) == 5
+    first = rollouts.status(rollout, query=EnvQuery(limit=3))
+    assert [e.env for w in first.waves for e in w.envs] == ["checkout/eph-1", "checkout/eph-2", "payments/eph-1"]
+    assert first.next_cursor == "payments/eph-1"
+    rest = rollouts.status(rollout, query=EnvQuery(limit=100, after=first.next_cursor))
+    assert sum(len(w.envs) for w in rest.waves) == 13 and rest.next_cursor is None
+    failed = rollouts.status(rollout, query=EnvQuery(state="failed"))
+    assert [e.env for w in failed.waves for e in w.envs] == ["checkout/eph-2"]
+    prod = rollouts.status(rollout, query=EnvQuery(wave=4, limit=2))
+    assert [w.number for w in prod.waves if w.envs] == [4] and prod.next_cursor == "checkout/prod-us"
+    summary = rollouts.status(rollout, query=EnvQuery(summary=True))
+    assert not any(w.envs for w in summary.waves) and summary.waves[0].counts == whole.waves[0].counts

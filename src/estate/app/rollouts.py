@@ -19,7 +19,7 @@ from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.progress import Progress, Silent
 from estate.app.status import Dashboards, rollout_view
-from estate.app.views.rollouts import PreviewView, RolloutSummaryView, RolloutView, StartView
+from estate.app.views.rollouts import EnvQuery, PreviewView, RolloutSummaryView, RolloutView, StartView
 from estate.domain import rollout_events as ev
 from estate.domain.model import Estate
 from estate.domain.plans import ApprovalGate, RolloutPlan
@@ -61,8 +61,9 @@ class Rollouts:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def status(self, rollout_id: str, *, history: int = 20) -> RolloutView:
-        return rollout_view(self.store, rollout_id, self.now(), history=history, boards=self.boards())
+    def status(self, rollout_id: str, *, history: int = 20, query: EnvQuery | None = None) -> RolloutView:
+        """The rollout, its waves (with counts per status) and the environments `query` selects (default all)."""
+        return rollout_view(self.store, rollout_id, self.now(), history=history, boards=self.boards(), query=query)
 
     def list(self, *, module: str | None = None, phase: str | None = None) -> list[RolloutSummaryView]:
         """Rollouts, oldest first."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from estate.app.views.rollouts import (
+    EnvQuery,
     GateDetails,
     GateView,
     LogLineView,
@@ -17,7 +19,7 @@ from estate.app.views.rollouts import (
 )
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
 from estate.domain.plans import BakeGate, Gate, describe_gate
-from estate.domain.rollout_state import GateRecord, RolloutPhase, RolloutState, WaveState
+from estate.domain.rollout_state import EnvState, GateRecord, RolloutPhase, RolloutState, WaveState
 from estate.domain.usage import module_usage
 from estate.store import Store
 from estate.store.codec import gc_paused
@@ -95,7 +97,7 @@ def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[Gat
     return out
 
 
-def _wave(state: RolloutState, wave: WaveState, boards: Dashboards) -> WaveView:
+def _wave(state: RolloutState, wave: WaveState, boards: Dashboards, envs: list[RolloutEnvView]) -> WaveView:
     spec = state.spec(wave.number)
     return WaveView(
         number=wave.number,
@@ -109,28 +111,58 @@ def _wave(state: RolloutState, wave: WaveState, boards: Dashboards) -> WaveView:
         overridden_by=wave.overridden_by,
         verify_started_at=wave.verify_started_at,
         gates=_gates(state, wave, boards),
-        envs=[
-            RolloutEnvView(
-                env=str(e.env),
-                status=str(e.status),
-                version=e.version,
-                previous_version=e.previous_version,
-                changed=e.changed,
-                deployment_id=e.deployment_id,
-                reason=e.reason,
-                retry_at=e.retry_at,
-            )
-            for e in state.envs_of(wave.number)
-        ],
+        counts=dict(Counter(str(e.status) for e in state.envs_of(wave.number))),
+        envs=envs,
     )
 
 
+def _env(e: EnvState) -> RolloutEnvView:
+    return RolloutEnvView(
+        env=str(e.env),
+        status=str(e.status),
+        version=e.version,
+        previous_version=e.previous_version,
+        changed=e.changed,
+        deployment_id=e.deployment_id,
+        reason=e.reason,
+        retry_at=e.retry_at,
+    )
+
+
+def _page(state: RolloutState, query: EnvQuery) -> tuple[dict[int, list[RolloutEnvView]], str | None]:
+    """The environments `query` selects, per wave, and the cursor of the next page (None: this is the last)."""
+    if query.summary:
+        return {}, None
+    selected = [
+        e
+        for e in state.envs
+        if (query.wave is None or e.wave == query.wave) and (query.state is None or e.status == query.state)
+    ]
+    if query.after is not None:
+        position = next((i for i, e in enumerate(selected) if str(e.env) == query.after), None)
+        selected = selected[position + 1 :] if position is not None else []
+    more = query.limit is not None and len(selected) > query.limit
+    page = selected[: query.limit] if query.limit is not None else selected
+    by_wave: dict[int, list[RolloutEnvView]] = {}
+    for e in page:
+        by_wave.setdefault(e.wave, []).append(_env(e))
+    return by_wave, str(page[-1].env) if more and page else None
+
+
 def rollout_view(
-    store: Store, rollout_id: str, now: datetime, *, history: int = 20, boards: Dashboards | None = None
+    store: Store,
+    rollout_id: str,
+    now: datetime,
+    *,
+    history: int = 20,
+    boards: Dashboards | None = None,
+    query: EnvQuery | None = None,
 ) -> RolloutView:
-    """Everything about one rollout a person or a tool needs to decide the next step."""
+    """Everything about one rollout a person or a tool needs to decide the next step; `query` picks which
+    environments are listed (every wave always shows its counts per status)."""
     rollouts = RolloutStore(store)
     boards = boards or Dashboards()
+    query = query or EnvQuery()
     with gc_paused():
         record = rollouts.record(rollout_id)
         state = rollouts.state(rollout_id)
@@ -141,6 +173,7 @@ def rollout_view(
         users = {str(b.env.ref) for b in module_usage(store.usage_slice(state.module), state.module)}
         since = phase_change[0]["at"] if phase_change else (state.started_at or state.created_at)
         waiting = _WAITING_FOR.get(state.phase, "")
+        listed, next_cursor = _page(state, query)
         return RolloutView(
             id=state.id,
             module=state.module,
@@ -154,11 +187,12 @@ def rollout_view(
             waiting_for=waiting.format(id=state.id) if waiting else None,
             since=since,
             engine=rollouts.driver(rollout_id, now),
-            waves=[_wave(state, w, boards) for w in state.waves],
+            waves=[_wave(state, w, boards, listed.get(w.number, [])) for w in state.waves],
             not_covered=sorted(users - members),
             audit=[_line(e) for e in audit],
             events=[_line(e) for e in log],
             preflight=record.preflight,
+            next_cursor=next_cursor,
         )
 
 

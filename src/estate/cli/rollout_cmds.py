@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from estate.app.views.rollouts import GateView, PreviewView, RolloutView
+from estate.app.views.rollouts import EnvQuery, GateView, PreviewView, RolloutView
 from estate.cli.context import Context, get_context
 from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, live_progress, stderr, stdout
 
@@ -128,11 +128,12 @@ def render_status(view: RolloutView, *, compact: bool = False) -> Group:
         if compact and wave.number != view.current_wave:
             parts.append(f"{marker}wave {wave.number} [bold]{escape(wave.name)}[/] {colored(wave.phase)}")
             continue
+        counts = ", ".join(f"{n} {colored(s)}" for s, n in sorted(wave.counts.items()))
         parts.append(
             f"\n{marker}wave {wave.number} [bold]{escape(wave.name)}[/] {colored(wave.phase)}"
             + (f" ({escape(wave.reason)})" if wave.reason else "")
             + f" [dim]max_parallel={wave.max_parallel} tolerance={wave.failure_tolerance}"
-            f" on_failure={wave.on_failure}[/]"
+            f" on_failure={wave.on_failure}[/]" + (f"\n    {counts}" if counts else "")
         )
         table = Table("environment", "status", "version", "previous", "deployment", "note", box=None, padding=(0, 2))
         for env in wave.envs:
@@ -151,6 +152,8 @@ def render_status(view: RolloutView, *, compact: bool = False) -> Group:
                 f"    gate {gate.index}: {escape(gate.spec)} -> {colored(gate.result or 'pending')}"
                 f"{escape(who)}" + _evidence(gate, links=not compact)
             )
+    if view.next_cursor:
+        parts.append(f"[dim]more environments: --after {escape(view.next_cursor)}[/]")
     if view.not_covered:
         parts.append(f"\n[yellow]not covered by this rollout:[/] {escape(', '.join(view.not_covered))}")
     if compact:
@@ -180,18 +183,28 @@ def _evidence(gate: GateView, *, links: bool) -> str:
 def status_cmd(
     rollout: str,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until it ends.")] = False,
+    wave: Annotated[str | None, typer.Option(help="Only environments of this wave (number or name).")] = None,
+    state: Annotated[str | None, typer.Option(help="Only environments in this state (e.g. failed).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many environments.")] = None,
+    after: Annotated[str | None, typer.Option(metavar="PROJECT/ENV", help="Start after this one (paging).")] = None,
+    summary: Annotated[bool, typer.Option(help="Counts per wave and state only.")] = False,
     output: OutputOpt = Format.TEXT,
 ) -> None:
-    """Waves, per-environment state and version, gate results, what it waits for and since when."""
+    """Waves, per-environment state and version, gate results, what it waits for and since when.
+
+    On a large rollout, page through it: estate rollout status R --state failed --limit 50
+    """
     rollouts = get_context().app.rollouts
-    view = rollouts.status(rollout)
+    number = None if wave is None else rollouts.state(rollout).plan.wave_number(wave)
+    query = EnvQuery(wave=number, state=state, limit=limit, after=after, summary=summary)
+    view = rollouts.status(rollout, query=query)
     if not watch or output is Format.JSON:
         emit(output, view, lambda: stdout.print(render_status(view)))
         return
     with Live(render_status(view), console=stdout, refresh_per_second=2) as live:
         while view.phase not in ("completed", "aborted"):
             time.sleep(1)
-            view = rollouts.status(rollout)
+            view = rollouts.status(rollout, query=query)
             live.update(render_status(view))
 
 

@@ -90,6 +90,16 @@ class RolloutEnvView(View):
     retry_at: datetime | None = None
 
 
+class EnvQuery(View):
+    """Which environments a rollout view lists: filters, a page size and where the page starts."""
+
+    wave: int | None = None
+    state: str | None = None  # an environment status: pending, deploying, succeeded, failed, errored...
+    limit: int | None = None  # at most this many environments (all waves together); None: every one
+    after: str | None = None  # the page starts after this environment (`project/env`), as `next_cursor` says
+    summary: bool = False  # counts per wave and status only, no environment list
+
+
 class WaveView(View):
     number: int
     name: str
@@ -102,7 +112,8 @@ class WaveView(View):
     overridden_by: str | None
     verify_started_at: datetime | None
     gates: list[GateView]
-    envs: list[RolloutEnvView]
+    counts: dict[str, int]  # environments of the wave by status
+    envs: list[RolloutEnvView]  # those the query selected, in membership order
 
 
 class LogLineView(View):
@@ -132,6 +143,7 @@ class RolloutView(View):
     audit: list[LogLineView]  # created, commands and refusals
     events: list[LogLineView]  # the latest log lines
     preflight: dict[str, Any] | None
+    next_cursor: str | None = None  # more environments match: ask again with `after=next_cursor`
 
 
 class RolloutSummaryView(View):
