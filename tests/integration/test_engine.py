@@ -305,7 +305,7 @@ def test_status_lists_a_page_of_environments_by_wave_and_state_with_counts(engin
     assert sum(len(w.envs) for w in rest.waves) == 13 and rest.next_cursor is None
     failed = rollouts.status(rollout, query=EnvQuery(state="failed"))
     assert [e.env for w in failed.waves for e in w.envs] == ["checkout/eph-2"]
-    prod = rollouts.status(rollout, query=EnvQuery(wave=4, limit=2))
+    prod = rollouts.status(rollout, query=EnvQuery(wave="production", limit=2))
     assert [w.number for w in prod.waves if w.envs] == [4] and prod.next_cursor == "checkout/prod-us"
     summary = rollouts.status(rollout, query=EnvQuery(summary=True))
     assert not any(w.envs for w in summary.waves) and summary.waves[0].counts == whole.waves[0].counts

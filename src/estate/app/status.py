@@ -133,10 +133,9 @@ def _page(state: RolloutState, query: EnvQuery) -> tuple[dict[int, list[RolloutE
     """The environments `query` selects, per wave, and the cursor of the next page (None: this is the last)."""
     if query.summary:
         return {}, None
+    wave = None if query.wave is None else state.plan.wave_number(query.wave)
     selected = [
-        e
-        for e in state.envs
-        if (query.wave is None or e.wave == query.wave) and (query.state is None or e.status == query.state)
+        e for e in state.envs if (wave is None or e.wave == wave) and (query.state is None or e.status == query.state)
     ]
     if query.after is not None:
         position = next((i for i, e in enumerate(selected) if str(e.env) == query.after), None)

@@ -32,13 +32,6 @@ _ACTION = {
 }
 
 
-def _ref(text: str) -> EnvRef:
-    try:
-        return EnvRef.parse(text)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-
-
 def _render_one(d: DeploymentView) -> None:
     stdout.print(
         f"deployment [bold]{d.id}[/] {d.kind} of {d.env}: {colored(d.status)}"
@@ -83,7 +76,7 @@ def deploy(
     Example: estate deploy checkout/eph-1 --plan-only
     """
     ctx = get_context()
-    refs = [_ref(e) for e in envs]
+    refs = [EnvRef.parse(e) for e in envs]
     with live_progress() as progress:
         batch = ctx.app.deployments.deploy(ctx.caller(actor), refs, plan_only=plan_only, progress=progress)
     _finish(batch, output)
@@ -100,7 +93,7 @@ def rollback(
     Recorded as a new deployment of kind `rollback`. Example: estate rollback checkout/eph-1 --to 12
     """
     ctx = get_context()
-    _finish(ctx.app.deployments.rollback(ctx.caller(actor), _ref(env), to), output)
+    _finish(ctx.app.deployments.rollback(ctx.caller(actor), EnvRef.parse(env), to), output)
 
 
 def _render_drift(report: DriftReport) -> None:
@@ -131,7 +124,7 @@ def drift(
     if (env is None) == (not all_):
         raise InputError("give one PROJECT/ENV or --all")
     ctx = get_context()
-    refs = [_ref(env)] if env else None
+    refs = [EnvRef.parse(env)] if env else None
     with live_progress() as progress:
         report = ctx.app.deployments.drift(ctx.caller(actor), refs, fail_on_drift=fail_on_drift, progress=progress)
     emit(output, report.envs, lambda: _render_drift(report))
@@ -146,7 +139,7 @@ def deployment_list(
     output: OutputOpt = Format.TEXT,
 ) -> None:
     """List deployments, newest first. Example: estate deployment list checkout/eph-1"""
-    found = get_context().app.deployments.list(_ref(env) if env else None, limit=limit)
+    found = get_context().app.deployments.list(EnvRef.parse(env) if env else None, limit=limit)
 
     def render() -> None:
         table = Table("id", "environment", "kind", "status", "versions", "by", "updated", box=None)

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
+from estate.errors import InputError
+
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
@@ -16,6 +18,10 @@ _SEMVER = re.compile(
 def _pre_key(part: str) -> tuple[int, int, str]:
     # Numeric identifiers sort before alphanumeric ones, numerically among themselves.
     return (0, int(part), "") if part.isdigit() else (1, 0, part)
+
+
+class InvalidVersion(InputError, ValueError):
+    """Text that is not a semantic version (a ValueError too, for validators)."""
 
 
 @total_ordering
@@ -31,10 +37,10 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        """Parse `MAJOR.MINOR.PATCH[-pre][+build]`; raise ValueError otherwise."""
+        """Parse `MAJOR.MINOR.PATCH[-pre][+build]`; InvalidVersion otherwise."""
         m = _SEMVER.match(text)
         if not m:
-            raise ValueError(f"'{text}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 2.0.1)")
+            raise InvalidVersion(f"'{text}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 2.0.1)")
         pre = tuple(m.group(4).split(".")) if m.group(4) else ()
         return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre, m.group(5) or "")
 

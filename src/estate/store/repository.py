@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Estate, ModuleVersion
 from estate.domain.versions import Version
-from estate.errors import ComponentError, ConflictError, InputError, NotFoundError
+from estate.errors import ComponentError, ConflictError, NotFoundError
 from estate.store import tables
 from estate.store.database import create_database_engine, migrate
 from estate.store.rows import KINDS, estate_from_rows
@@ -180,10 +180,7 @@ class Store:
 
     def publish(self, version: ModuleVersion, actor: str, now: datetime) -> bool:
         """Publish a module version; False when the identical version exists, ConflictError if it differs."""
-        try:
-            Version.parse(version.version)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        Version.parse(version.version)
         t = tables.module_versions
         with self.begin() as conn:
             if conn.execute(select(tables.modules.c.id).where(tables.modules.c.id == version.module)).first() is None:

@@ -93,7 +93,7 @@ class RolloutEnvView(View):
 class EnvQuery(View):
     """Which environments a rollout view lists: filters, a page size and where the page starts."""
 
-    wave: int | None = None
+    wave: str | None = None  # a wave's 1-based number or its name
     state: str | None = None  # an environment status: pending, deploying, succeeded, failed, errored...
     limit: int | None = None  # at most this many environments (all waves together); None: every one
     after: str | None = None  # the page starts after this environment (`project/env`), as `next_cursor` says
