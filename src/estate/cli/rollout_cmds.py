@@ -29,20 +29,27 @@ DetachOpt = Annotated[
 
 
 def _render_preview(preview: PreviewView) -> None:
+    """One table: every target, its wave, the version change and what the plan would do."""
     stdout.print(f"[bold]{preview.module} -> {preview.version}[/] with plan [bold]{preview.plan}[/]")
+    table = Table(box=None, padding=(0, 2))
+    for name in ("wave", "environment", "version", "plan"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("notes", overflow="fold")
     for wave in preview.waves:
-        total = [sum(getattr(e, k) for e in wave.envs) for k in ("add", "change", "destroy")]
-        counts = f"+{total[0]} ~{total[1]} -{total[2]}" if preview.planned else "not planned"
-        stdout.print(f"  wave {wave.number} [bold]{wave.name}[/]: {len(wave.envs)} environment(s), {counts}")
         for e in wave.envs:
-            line = f"    {e.env} ({e.current_version} -> {preview.version})"
-            if preview.planned:
-                line += f" +{e.add} ~{e.change} -{e.destroy}"
-            stdout.print(escape(line) + (f" [red]{escape(e.error)}[/]" if e.error else ""))
-            for d in e.destructive:
-                stdout.print(f"      [red]destructive:[/] {escape(d)}")
+            plan = f"+{e.add} ~{e.change} -{e.destroy}" if preview.planned else "not planned"
+            notes = [f"[red]{escape(e.error)}[/]"] if e.error else [f"[red]{escape(d)}[/]" for d in e.destructive]
+            version = f"{e.current_version} -> {preview.version}"
+            table.add_row(f"{wave.number} {escape(wave.name)}", escape(e.env), escape(version), plan, "\n".join(notes))
+        if not wave.envs:
+            table.add_row(f"{wave.number} {escape(wave.name)}", "[dim](no environments)[/]", "", "", "")
+    stdout.print(table)
+    totals = [sum(getattr(e, k) for w in preview.waves for e in w.envs) for k in ("add", "change", "destroy")]
+    count = sum(len(w.envs) for w in preview.waves)
+    summary = f"+{totals[0]} ~{totals[1]} -{totals[2]}" if preview.planned else "not planned"
+    stdout.print(f"{count} environment(s) in {len(preview.waves)} wave(s): {summary}")
     if preview.uncovered:
-        stdout.print(f"  [yellow]not covered by any wave:[/] {escape(', '.join(preview.uncovered))}")
+        stdout.print(f"[yellow]not covered by any wave:[/] {escape(', '.join(preview.uncovered))}")
 
 
 @rollout_app.command("preview")
