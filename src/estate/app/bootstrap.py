@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
+from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
+from estate.app.identity import Identity
 from estate.app.inventory import Inventory
 from estate.app.rollouts import Rollouts
 from estate.app.status import Dashboards
@@ -66,12 +68,20 @@ class App:
         return AuditTrail(self.store, self.wiring.now)
 
     @cached_property
+    def access(self) -> AccessControl:
+        return AccessControl(self.store)
+
+    @cached_property
+    def identity(self) -> Identity:
+        return Identity(self.store, self.audit, self.access, self.wiring.now)
+
+    @cached_property
     def inventory(self) -> Inventory:
-        return Inventory(self.settings, self.store, self.audit, self.wiring.now)
+        return Inventory(self.settings, self.store, self.audit, self.access, self.wiring.now)
 
     @cached_property
     def deployments(self) -> Deployments:
-        return Deployments(lambda: self.terraform, self.audit)
+        return Deployments(lambda: self.terraform, self.audit, self.access)
 
     @cached_property
     def rollouts(self) -> Rollouts:
@@ -80,6 +90,7 @@ class App:
             lambda: self.terraform,
             self.engine,
             self.audit,
+            self.access,
             now=self.wiring.now,
             boards=self.dashboards,
             host=self.host if self.wiring.hosted else None,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
 from typing import Any
 
+from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.progress import Progress, Silent
@@ -22,6 +23,7 @@ from estate.app.views.deployments import (
     LogEvent,
     StatusChangeView,
 )
+from estate.domain.access import Action
 from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus, PlannedChange
 from estate.domain.graph import resolve_graph
 from estate.domain.ids import EnvRef
@@ -33,9 +35,10 @@ from estate.store.codec import encode
 class Deployments:
     """Terraform runs of single environments, outside any rollout (a rollout's runs are the engine's)."""
 
-    def __init__(self, runner: Callable[[], DeploymentService], audit: AuditTrail) -> None:
+    def __init__(self, runner: Callable[[], DeploymentService], audit: AuditTrail, access: AccessControl) -> None:
         self._runner = runner  # built on first use: it checks the Terraform binary and recovers dead runs
         self.audit = audit
+        self.access = access
 
     @property
     def runner(self) -> DeploymentService:
@@ -55,6 +58,7 @@ class Deployments:
     def rollback(self, caller: Caller, ref: EnvRef, to: int) -> BatchView:
         """Re-apply an earlier deployment's resolved graph (same module versions and inputs)."""
         with self.audit.attempt(caller, "rollback", f"env:{ref}", {"to": to}) as attempt:
+            self.access.require(caller, Action.DEPLOY, [ref])
             runner = self.runner
             runner.toolchain()
             dep = runner.run(runner.rollback_to(ref, to, triggered_by=caller.subject))
@@ -98,6 +102,7 @@ class Deployments:
         refs = list(dict.fromkeys(refs))
         runner = self.runner
         with self.audit.attempt(caller, action, _target(refs), {"envs": [str(r) for r in refs]}) as attempt:
+            self.access.require(caller, Action.DEPLOY, refs)
             runner.toolchain()  # a missing binary is an error before anything is recorded
             estate = runner.repo.load_estate()
             graphs = [resolve_graph(estate, ref) for ref in refs]

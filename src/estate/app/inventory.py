@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.views.inventory import (
@@ -26,6 +27,7 @@ from estate.app.views.inventory import (
     UsageView,
 )
 from estate.config import json_schema, load_estate
+from estate.domain.access import Action
 from estate.domain.model import ModuleVersion
 from estate.domain.plans import describe_gate
 from estate.domain.selectors import Selector
@@ -41,10 +43,13 @@ from estate.store.codec import encode
 class Inventory:
     """What the estate holds, and changing it through estate-as-code and published versions."""
 
-    def __init__(self, settings: Settings, store: Store, audit: AuditTrail, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, audit: AuditTrail, access: AccessControl, now: Callable[[], datetime]
+    ) -> None:
         self.settings = settings
         self.store = store
         self.audit = audit
+        self.access = access
         self.now = now
 
     def init(self) -> InitView:
@@ -59,6 +64,7 @@ class Inventory:
         """Validate estate-as-code and sync it into the store in one transaction (all or nothing)."""
         action = "apply --dry-run" if dry_run else "apply"
         with self.audit.attempt(caller, action, "estate", {"path": str(path), "prune": prune}) as attempt:
+            self.access.require(caller, Action.ADMINISTER)
             loaded = load_estate(path, self.store.published_versions())
             plan = self.store.sync(
                 loaded.estate, prune=prune, force=force, dry_run=dry_run, actor=caller.subject, now=self.now()
@@ -139,6 +145,7 @@ class Inventory:
         Publishing the identical version again changes nothing; a different one is refused."""
         target = f"module:{module_id}@{version}"
         with self.audit.attempt(caller, "module publish", target, {"source": source}) as attempt:
+            self.access.require(caller, Action.ADMINISTER)
             module = self.store.load_estate().require_module(module_id)
             base = _inputs_base(module_id, module.versions, inputs_from)
             resolved = _local_source(source)

@@ -31,6 +31,10 @@ class Targets:
     membership: WaveMembership
     current: dict[EnvRef, str] = field(default_factory=dict)
 
+    @property
+    def refs(self) -> list[EnvRef]:
+        return [ref for wave in self.membership.waves for ref in wave]
+
 
 def targets(estate: Estate, module_id: str, version: str, plan: RolloutPlan, *, allow_uncovered: bool) -> Targets:
     """Refuses unknown versions, empty plans and (unless allowed) targets no wave selects."""
@@ -69,7 +73,7 @@ def preflight(
     progress: Progress,
 ) -> PreviewView:
     """Plan every target on `version` (real plans, `runner.max_parallel` at a time) and summarize per wave."""
-    refs = [ref for wave in found.membership.waves for ref in wave]
+    refs = found.refs
     graphs = [resolve_graph(estate, ref, {module_id: version}) for ref in refs]
     ids = runner.create_all(graphs, DeploymentKind.PLAN, triggered_by=f"preflight by {actor}")
     progress.begin(f"preflight: planning {module_id} {version}", len(ids))

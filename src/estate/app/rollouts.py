@@ -15,14 +15,17 @@ from collections.abc import Callable
 from datetime import datetime
 
 from estate.app import preflight as pf
+from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.progress import Progress, Silent
 from estate.app.status import Dashboards, rollout_view
 from estate.app.views.rollouts import EnvQuery, PreviewView, RolloutSummaryView, RolloutView, StartView
 from estate.domain import rollout_events as ev
+from estate.domain.access import Action, Principal, Role, Target, roles_of
 from estate.domain.model import Estate
-from estate.domain.plans import ApprovalGate, RolloutPlan
+from estate.domain.plans import RolloutPlan
+from estate.domain.rollout import acts_on
 from estate.domain.rollout_state import RolloutState, new_rollout
 from estate.engine.config import EngineConfig
 from estate.engine.host import EngineHost
@@ -43,6 +46,7 @@ class Rollouts:
         runner: Callable[[], DeploymentService],
         engine: EngineConfig,
         audit: AuditTrail,
+        access: AccessControl,
         *,
         now: Callable[[], datetime],
         boards: Callable[[], Dashboards],
@@ -54,6 +58,7 @@ class Rollouts:
         self._runner = runner
         self.engine = engine
         self.audit = audit
+        self.access = access
         self.now = now
         self.boards = boards
         self.host = host  # hosted mode: the engine host that drives every rollout
@@ -99,6 +104,7 @@ class Rollouts:
         estate = self.store.load_estate()
         plan = estate.require_plan(plan_id)
         found = pf.targets(estate, module, version, plan, allow_uncovered=True)
+        self.access.require(caller, Action.OPERATE, found.refs)  # preflight plans are recorded deployments
         return self._planned(caller, estate, module, version, plan, found, preflight, progress)
 
     def start(
@@ -124,6 +130,7 @@ class Rollouts:
             estate = self.store.load_estate()
             plan = estate.require_plan(plan_id)
             found = pf.targets(estate, module, version, plan, allow_uncovered=allow_uncovered)
+            self.access.require(caller, Action.OPERATE, found.refs)
             preview = self._planned(caller, estate, module, version, plan, found, preflight, progress)
             warnings = pf.check(preview, plan, allow_destroy=allow_destroy)
             now = self.now()
@@ -190,7 +197,7 @@ class Rollouts:
         return self._command(caller, rollout_id, ev.Promote(caller.subject), follow=follow)
 
     def approve(self, caller: Caller, rollout_id: str, *, override: bool = False, follow: bool = True) -> RolloutView:
-        roles = self._approval_roles(self.store.load_estate(), self.state(rollout_id), caller.subject)
+        roles = approval_roles(self.store.load_estate(), self.state(rollout_id), caller)
         return self._command(caller, rollout_id, ev.Approve(caller.subject, override, roles), follow=follow)
 
     def pause(self, caller: Caller, rollout_id: str, *, follow: bool = True) -> RolloutView:
@@ -236,22 +243,20 @@ class Rollouts:
         state = self.state(rollout_id)
         estate = self.store.load_estate()
         with self.audit.attempt(caller, "rollout retarget --preflight", f"rollout:{rollout_id}", {"version": version}):
+            self.access.require(caller, Action.OPERATE, [e.env for e in state.envs])
             found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
             preview = self._planned(caller, estate, state.module, version, state.plan, found, preflight, progress)
             warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)
         view = self._command(caller, rollout_id, ev.Retarget(caller.subject, version), follow=follow)
         return view, warnings
 
-    def _approval_roles(self, estate: Estate, state: RolloutState, actor: str) -> frozenset[str]:
-        """The approval roles `actor` holds; a role the estate does not declare admits anyone."""
-        wanted = {g.role for w in state.plan.waves for g in w.gates if isinstance(g, ApprovalGate)}
-        return frozenset(r for r in wanted if r not in estate.roles or actor in estate.roles[r])
-
     def _command(self, caller: Caller, rollout_id: str, command: ev.Command, *, follow: bool) -> RolloutView:
         """Queue `command`, get the state machine's answer, raise Refused with its reason if it said no."""
         action = f"rollout {type(command).__name__.lower()}"
         details = {k: v for k, v in vars(command).items() if k not in ("actor", "roles") and v not in (None, False)}
         with self.audit.attempt(caller, action, f"rollout:{rollout_id}", details):
+            needs = Action.APPROVE if isinstance(command, ev.Approve) else Action.OPERATE
+            self.access.require(caller, needs, acts_on(self.state(rollout_id), command))
             command_id = self.rollouts.enqueue(rollout_id, command, self.now())
             outcome = self._answer(rollout_id, command_id, follow=follow)
             if outcome is None:
@@ -310,3 +315,14 @@ class Rollouts:
             r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else str(self.state(r).phase)
             for r in sorted(seen)
         }
+
+
+def approval_roles(estate: Estate, state: RolloutState, caller: Caller) -> frozenset[str]:
+    """The roles `caller` holds for every environment of the rollout's current wave (each approval gate names
+    the role it needs). An estate without access bindings is a single-user trial: every role is held."""
+    if not estate.access:
+        return frozenset(Role)
+    types = {e.ref: e.type for e in estate.environments}
+    principal = Principal(caller.subject, caller.groups)
+    held = [roles_of(estate.access, principal, Target(ref, types.get(ref, ""))) for ref in state.current_wave.envs]
+    return frozenset(set.intersection(*(set(h) for h in held)) if held else roles_of(estate.access, principal))

@@ -61,6 +61,9 @@ COLORS = {
     "ok": "green",
     "refused": "red",
     "denied": "red",
+    "active": "green",
+    "expired": "yellow",
+    "revoked": "red",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from estate.config.schema import Document, GateDoc, SelectorDoc, WaveDoc
+from estate.domain.access import AccessScope, Binding, Role
 from estate.domain.model import Environment, EnvType, Estate, Module, ModuleVersion, Project, Resource
 from estate.domain.plans import (
     ApprovalGate,
@@ -98,6 +99,19 @@ def to_estate(doc: Document) -> Estate:
             RolloutPlan(p.id, tuple(_wave(w) for w in p.waves), Destructive(p.destructive), p.description)
             for p in doc.rollout_plans
         ),
-        roles=MappingProxyType({k: tuple(v) for k, v in doc.roles.items()}),
+        access=(
+            *(
+                Binding(
+                    Role(b.role),
+                    tuple(b.subjects),
+                    AccessScope(
+                        frozenset(b.scope.projects) if b.scope.projects is not None else None,
+                        frozenset(b.scope.env_types) if b.scope.env_types is not None else None,
+                    ),
+                )
+                for b in doc.access
+            ),
+            *(Binding(Role(role), tuple(subjects)) for role, subjects in doc.roles.items()),
+        ),
         settings=MappingProxyType(doc.settings.model_dump()),
     )

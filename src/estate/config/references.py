@@ -46,7 +46,18 @@ class _Checker:
         self.check_projects()
         self.check_rules()
         self.check_plans()
+        self.check_access()
         return self.problems
+
+    def check_access(self) -> None:
+        for bi, binding in enumerate(self.doc.access):
+            here: Path_ = ("access", bi, "scope")
+            for pi, project in enumerate(binding.scope.projects or []):
+                if project not in self.projects:
+                    self.add((*here, "projects", pi), f"unknown project '{project}'")
+            for ti, env_type in enumerate(binding.scope.env_types or []):
+                if env_type not in self.env_types:
+                    self.add((*here, "env_types", ti), f"unknown env type '{env_type}'")
 
     def check_modules(self) -> None:
         for mi, module in enumerate(self.doc.modules):

@@ -58,10 +58,19 @@ class GrafanaSettings(_Strict):
     token_env: str | None = None
 
 
+class OidcSettings(_Strict):
+    issuer: str = Field(min_length=1, description="the `iss` every token must carry, e.g. https://sso.example/realms/x")
+    audience: str = Field(min_length=1, description="the `aud` every token must carry (the client id)")
+    jwks_url: str = Field(pattern=r"^https?://", description="where the issuer publishes its signing keys")
+    subject_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+
+
 class Settings(_Strict):
     runner: RunnerSettings = RunnerSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    oidc: OidcSettings | None = Field(None, description="accept bearer JWTs of this identity provider (SSO)")
 
 
 class EnvTypeDoc(_Strict):
@@ -140,9 +149,21 @@ class PrometheusGateDoc(_Strict):
         return self
 
 
+RoleName = Literal["viewer", "deployer", "operator", "approver", "admin"]
+Subject = Annotated[
+    str,
+    Field(
+        pattern=r"^(group:)?[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$",
+        description="a user name (as the identity provider or token says it), or group:NAME",
+    ),
+]
+
+
 class ApprovalGateDoc(_Strict):
-    role: str = Field(min_length=1)
-    four_eyes: bool = False
+    role: RoleName = Field("approver", description="who may approve: anyone holding this role for the wave")
+    four_eyes: bool = Field(
+        False, description="the approver must be neither who started the rollout nor who last retargeted it"
+    )
 
 
 class GateDoc(_Strict):
@@ -177,11 +198,25 @@ class RolloutPlanDoc(_Strict):
     waves: list[WaveDoc] = Field(min_length=1)
 
 
+class AccessScopeDoc(_Strict):
+    projects: list[Id] | None = Field(None, description="only these projects (default: all)")
+    env_types: list[Id] | None = Field(None, description="only these env types (default: all)")
+
+
+class AccessBindingDoc(_Strict):
+    role: RoleName
+    subjects: list[Subject] = Field(min_length=1)
+    scope: AccessScopeDoc = AccessScopeDoc()
+
+
 class Document(_Strict):
     """An estate-as-code document (one file, or the merge of a directory of *.yaml)."""
 
     settings: Settings = Settings()
-    roles: dict[str, list[str]] = {}
+    access: list[AccessBindingDoc] = []
+    roles: dict[RoleName, list[Subject]] = Field(
+        {}, description="shorthand: `approver: [bob]` is `access: [{role: approver, subjects: [bob]}]`"
+    )
     env_types: list[EnvTypeDoc] = []
     modules: list[ModuleDoc] = []
     module_rules: list[ModuleRuleDoc] = []

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from estate.domain.access import Binding
 from estate.domain.ids import EnvRef
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import ModuleRule
@@ -91,7 +92,7 @@ class Estate:
     modules: tuple[Module, ...] = ()
     rules: tuple[ModuleRule, ...] = ()
     plans: tuple[RolloutPlan, ...] = ()
-    roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
+    access: tuple[Binding, ...] = ()  # who holds which role where
     settings: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
 
     def env_type_rank(self) -> dict[str, int]:

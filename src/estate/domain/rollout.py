@@ -34,6 +34,7 @@ from typing import Any
 
 from estate.domain.deployments import DeploymentKind, DeploymentStatus
 from estate.domain.gate_eval import evaluate, subjects
+from estate.domain.ids import EnvRef
 from estate.domain.plans import ApprovalGate, PrometheusGate
 from estate.domain.rollout_events import (
     COMMANDS,
@@ -194,6 +195,19 @@ def outstanding(state: RolloutState) -> tuple[Action, ...]:
     return tuple(actions)
 
 
+def acts_on(state: RolloutState, command: Command) -> tuple[EnvRef, ...]:
+    """The environments a command would act on, as access control judges it: promote the next wave, roll back
+    or rerun the wave named (default: the current one), approve, pause, resume or abort the current wave, start
+    or retarget the whole rollout."""
+    if isinstance(command, Start | Retarget):
+        return tuple(e.env for e in state.envs)
+    if isinstance(command, Promote):
+        return state.wave(min(state.current + 1, len(state.waves))).envs
+    if isinstance(command, Rollback | Rerun) and command.wave is not None and 1 <= command.wave <= len(state.waves):
+        return state.wave(command.wave).envs
+    return state.current_wave.envs
+
+
 def _unfit(state: RolloutState, command: Command) -> str:
     wave = state.current_wave
     return (
@@ -284,7 +298,7 @@ def _abort(d: Draft, event: Abort) -> str | None:
 def _retarget(d: Draft, event: Retarget) -> str | None:
     if event.version != d.state.version:
         d.note(TARGET, d.state.version, event.version)
-        d.state = replace(d.state, version=event.version)
+        d.state = replace(d.state, version=event.version, retargeted_by=event.actor)
     return None
 
 
@@ -337,13 +351,26 @@ def _check_wave_number(state: RolloutState, n: int, verb: str) -> str | None:
 
 
 def _may_approve(state: RolloutState, event: Approve, role: str, four_eyes: bool) -> bool:
-    return role in event.roles and not (four_eyes and event.actor == state.started_by)
+    return role in event.roles and not (four_eyes and _chose_what_is_deployed(state, event.actor))
+
+
+def _chose_what_is_deployed(state: RolloutState, actor: str) -> str | None:
+    """Why four-eyes excludes `actor`: they started the rollout, or last retargeted it; None otherwise."""
+    if actor == state.started_by:
+        return "who started the rollout"
+    if actor == state.retargeted_by:
+        return f"who last retargeted it (to {state.version})"
+    return None
 
 
 def _why_not_approver(state: RolloutState, event: Approve, n: int, gates: Sequence[tuple[int, ApprovalGate]]) -> str:
     roles = sorted({g.role for _, g in gates})
-    if any(g.role in event.roles and g.four_eyes for _, g in gates) and event.actor == state.started_by:
-        return f"four-eyes: wave {n} must be approved by someone other than {state.started_by}, who started the rollout"
+    excluded = _chose_what_is_deployed(state, event.actor)
+    if any(g.role in event.roles and g.four_eyes for _, g in gates) and excluded:
+        return (
+            f"four-eyes: wave {n} must be approved by someone other than {event.actor}, {excluded}: "
+            "whoever chose what is deployed cannot approve it"
+        )
     if not gates:
         return f"wave {n} has no approval gate waiting"
     return f"{event.actor} does not hold a role that approves wave {n} ({', '.join(roles)})"

@@ -168,6 +168,7 @@ class RolloutState:
     current: int = 1  # number of the current wave
     started_at: datetime | None = None
     reason: str = ""
+    retargeted_by: str | None = None  # who last chose another target version (four-eyes excludes them too)
     # Where each environment sits in `envs` (derived, never stored). Membership is frozen, so every state
     # of a rollout shares one index; `replace()` hands it on, which keeps each event O(1) in the estate size.
     _index: dict[EnvRef, int] | None = field(default=None, compare=False, repr=False, metadata={"derived": True})

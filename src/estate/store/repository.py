@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
+from estate.domain.access import Binding
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Estate, ModuleVersion
 from estate.domain.versions import Version
 from estate.errors import ComponentError, ConflictError, NotFoundError
 from estate.store import tables
 from estate.store.database import create_database_engine, migrate
-from estate.store.rows import KINDS, estate_from_rows
+from estate.store.rows import KINDS, access_bindings, estate_from_rows
 from estate.store.sync import SyncAction, SyncPlan, environments_with_history, plan_sync, write_sync
 
 T = TypeVar("T")
@@ -128,6 +129,13 @@ class Store:
             table = next(k.table for k in KINDS if k.name == kind)
             rows[kind] = _rows(conn, select(table))
         return estate_from_rows(rows)
+
+    def access(self) -> tuple[Binding, ...]:
+        """The estate's access bindings alone (every authenticated request reads them)."""
+        d = tables.documents
+        with self.connect() as conn:
+            found = {n: b for n, b in conn.execute(select(d.c.name, d.c.body).where(d.c.name.in_(["access", "roles"])))}
+        return access_bindings(found)
 
     def settings(self) -> Mapping[str, Any]:
         """The estate's `settings:` section alone."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
+from estate.domain.access import Binding, Role
 from estate.domain.model import Environment, EnvType, Estate, Module, ModuleVersion, Project, Resource
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import CONFIG_OWNER, ModuleRule
@@ -110,7 +111,7 @@ KINDS: tuple[Kind, ...] = (
         ("name",),
         lambda e: {
             name: {"name": name, "body": body}
-            for name, body in (("settings", dict(e.settings)), ("roles", {k: list(v) for k, v in e.roles.items()}))
+            for name, body in (("settings", dict(e.settings)), ("access", encode(e.access)))
             if body
         },
     ),
@@ -119,6 +120,14 @@ KINDS: tuple[Kind, ...] = (
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
+
+
+def access_bindings(docs: Mapping[str, Any]) -> tuple[Binding, ...]:
+    """The stored access bindings; a store applied before bindings existed holds a `roles` map instead."""
+    if "access" in docs:
+        return decode_as(tuple[Binding, ...], docs["access"])
+    known = {role.value for role in Role}
+    return tuple(Binding(Role(r), tuple(s)) for r, s in docs.get("roles", {}).items() if r in known)
 
 
 def estate_from_rows(rows: Mapping[str, list[Row]]) -> Estate:
@@ -148,6 +157,6 @@ def estate_from_rows(rows: Mapping[str, list[Row]]) -> Estate:
             for r in rows["module_rule"]
         ),
         plans=tuple(decode_as(RolloutPlan, p["spec"]) for p in rows["rollout_plan"]),
-        roles=_frozen({k: tuple(v) for k, v in docs.get("roles", {}).items()}),
+        access=access_bindings(docs),
         settings=_frozen(docs.get("settings", {})),
     )

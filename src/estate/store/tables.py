@@ -116,7 +116,7 @@ rollout_plans = Table(
 documents = Table(
     "documents",
     metadata,
-    # Single-row sections of estate-as-code: "settings", "roles".
+    # Single-row sections of estate-as-code: "settings", "access".
     Column("name", String(63), primary_key=True),
     Column("body", JSON, nullable=False),
 )
@@ -161,6 +161,23 @@ deployments = Table(
     Column("transitions", JSON, nullable=False),  # [{status, at}]
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    # A token is `est_<id>_<secret>`; only a SHA-256 of the secret is kept, so the store never holds one.
+    Column("id", String(32), primary_key=True),
+    Column("user", String(255), nullable=False, index=True),
+    Column("groups", JSON, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("expires_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
+    Column("revoked_by", String(255)),
+    Column("last_used_at", UtcDateTime()),
 )
 
 counters = Table(
