@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -83,13 +82,9 @@ def _mark(node: yaml.Node, name: str) -> Mark:
     return Mark(name, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def load_yaml(path: Path) -> Located:
-    """Parse one YAML file; syntax errors become problems with their position, never exceptions."""
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return Located(None, problems=[Problem(f"cannot read file: {exc}", file=name)])
+def parse_yaml(text: str, name: str) -> Located:
+    """Parse one YAML document named `name` (its file); syntax errors become problems with their position,
+    never exceptions."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
