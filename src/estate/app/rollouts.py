@@ -26,7 +26,7 @@ from estate.domain.plans import ApprovalGate, RolloutPlan
 from estate.domain.rollout_state import RolloutState, new_rollout
 from estate.engine.config import EngineConfig
 from estate.engine.host import EngineHost
-from estate.errors import OperationFailed, Refused
+from estate.errors import ComponentError, Refused
 from estate.runners import DeploymentService
 from estate.store import Store
 from estate.store.rollouts import LogEntry, ModuleBusy, RolloutStore
@@ -82,6 +82,10 @@ class Rollouts:
 
     def state(self, rollout_id: str) -> RolloutState:
         return self.rollouts.state(rollout_id)
+
+    def wave_number(self, rollout_id: str, wave: str) -> int:
+        """The 1-based number of a wave of the rollout given by its number or its name."""
+        return self.state(rollout_id).plan.wave_number(wave)
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -205,7 +209,7 @@ class Rollouts:
     def rollback(self, caller: Caller, rollout_id: str, *, wave: str | None = None, follow: bool = True) -> RolloutView:
         """Roll a wave (default: the current one; a number or a name) back, each environment to its own
         previous version."""
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rollback(caller.subject, number), follow=follow)
 
     def rerun(
@@ -217,7 +221,7 @@ class Rollouts:
         only_failed: bool = False,
         follow: bool = True,
     ) -> RolloutView:
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rerun(caller.subject, number, only_failed), follow=follow)
 
     def retarget(
@@ -255,9 +259,11 @@ class Rollouts:
             command_id = self.rollouts.enqueue(rollout_id, command, self.now())
             outcome = self._answer(rollout_id, command_id, follow=follow)
             if outcome is None:
-                raise OperationFailed(
+                raise ComponentError(
+                    "engine",
                     f"command queued (#{command_id}); the engine driving {rollout_id} has not taken it yet",
                     hint=f"watch it with: estate rollout status {rollout_id} --watch",
+                    transient=True,
                 )
             if outcome != "ok":
                 raise Refused(outcome)
