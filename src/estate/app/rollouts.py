@@ -29,7 +29,7 @@ from estate.engine.host import EngineHost
 from estate.errors import ComponentError, Refused
 from estate.runners import DeploymentService
 from estate.store import Store
-from estate.store.rollouts import LogEntry, ModuleBusy, RolloutStore
+from estate.store.rollouts import LogEntry, ModuleBusy, RolloutRecord, RolloutStore
 
 OUTCOME_WAIT_SECONDS = 10.0  # how long a command waits for another engine to answer it
 
@@ -67,18 +67,11 @@ class Rollouts:
 
     def list(self, *, module: str | None = None, phase: str | None = None) -> list[RolloutSummaryView]:
         """Rollouts, oldest first."""
-        return [
-            RolloutSummaryView(
-                id=r.id,
-                module=r.module,
-                version=r.target_version,
-                plan=r.plan_id,
-                phase=r.phase,
-                created_by=r.created_by,
-                created_at=r.created_at,
-            )
-            for r in self.rollouts.list(module, phase)
-        ]
+        return [_summary(r) for r in self.rollouts.list(module, phase)]
+
+    def summary(self, rollout_id: str) -> RolloutSummaryView:
+        """One rollout without its state (cheap); NotFoundError for an unknown one."""
+        return _summary(self.rollouts.record(rollout_id))
 
     def state(self, rollout_id: str) -> RolloutState:
         return self.rollouts.state(rollout_id)
@@ -316,3 +309,15 @@ class Rollouts:
             r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else str(self.state(r).phase)
             for r in sorted(seen)
         }
+
+
+def _summary(r: RolloutRecord) -> RolloutSummaryView:
+    return RolloutSummaryView(
+        id=r.id,
+        module=r.module,
+        version=r.target_version,
+        plan=r.plan_id,
+        phase=r.phase,
+        created_by=r.created_by,
+        created_at=r.created_at,
+    )
