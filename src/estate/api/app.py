@@ -21,6 +21,8 @@ from estate.api.metrics import EstateCollector, HttpMetrics
 from estate.api.routes import audit, deployments, events, health, inventory, jobs, rollouts
 from estate.app import App
 from estate.app.hosting import Hosting
+from estate.app.views.deployments import LogEvent
+from estate.app.views.events import EventView
 
 PREFIX = "/api/v1"
 
@@ -63,7 +65,7 @@ def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
             document = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
-            api.openapi_schema = problems.add_schemas(document)
+            api.openapi_schema = problems.add_schemas(document, EventView, LogEvent)
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]

@@ -159,10 +159,12 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 ERRORS = documented(400, 404, 409, 413, 422, 503)
 
 
-def add_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Put ProblemView (and what it uses) into the document's components, where `documented` points."""
-    schema = ProblemView.model_json_schema(ref_template="#/components/schemas/{model}")
+def add_schemas(openapi: dict[str, Any], *models: type[BaseModel]) -> dict[str, Any]:
+    """Put models the routes name by reference (ProblemView, the data of event streams) into the document's
+    components, with what they use."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(schema.pop("$defs", {}))
-    schemas["ProblemView"] = schema
+    for model in (ProblemView, *models):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     return openapi

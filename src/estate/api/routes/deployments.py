@@ -96,7 +96,9 @@ def logs(
     return estate.deployments.log(deployment_id, after=after)
 
 
-@router.get("/deployments/{deployment_id}/logs/stream", response_class=StreamingResponse, responses=sse.DOCUMENTED)
+@router.get(
+    "/deployments/{deployment_id}/logs/stream", response_class=StreamingResponse, responses=sse.documented("LogEvent")
+)
 def stream_logs(
     deployment_id: DeploymentId,
     request: Request,

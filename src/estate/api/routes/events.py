@@ -21,7 +21,7 @@ router = APIRouter(tags=["events"], responses=ERRORS)
 KINDS = "rollout|target|wave|gate|env|command|deployment"
 
 
-@router.get("/events", response_class=StreamingResponse, responses=sse.DOCUMENTED)
+@router.get("/events", response_class=StreamingResponse, responses=sse.documented("EventView"))
 def events(
     request: Request,
     estate: Estate,
