@@ -163,7 +163,8 @@ def add_schemas(openapi: dict[str, Any], *models: type[BaseModel]) -> dict[str, 
     """Put models the routes name by reference (ProblemView, the data of event streams) into the document's
     components, with what they use."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
-    for model in (ProblemView, *models):
+    wanted: list[type[BaseModel]] = [ProblemView, *models]
+    for model in wanted:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
