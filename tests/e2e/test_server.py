@@ -77,12 +77,9 @@ def test_the_story_through_the_cli_as_a_client_of_the_server(
     server = server_process(sandbox.environ)
     prometheus = start_prometheus([demo_exporter.target, f"127.0.0.1:{server.port}"])
     prometheus.wait_until(f'up{{instance="127.0.0.1:{server.port}"}} == 1', bool)
-    doc = estate_doc(envs, settings={})
+    doc = {**estate_doc(envs), "rollout_plans": [story], "roles": {"approver": ["alex", "bob"]}}
     doc["settings"]["prometheus"] = {"url": prometheus.url}
-    doc["rollout_plans"] = [story]
-    doc["roles"] = {"approver": ["alex", "bob"]}
-    path = tmp_path / "estate.yaml"
-    path.write_text(json.dumps(doc))
+    (path := tmp_path / "estate.yaml").write_text(json.dumps(doc))
     monkeypatch.setenv("ESTATE_URL", server.url)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{sandbox.environ['PATH']}")
 
