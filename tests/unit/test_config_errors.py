@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from estate.config import load_estate
+from estate.config import SourceFile, load_estate, load_sources
 from estate.errors import ConfigError
 from tests.support.cli import EXAMPLE_ESTATE, Cli
 
@@ -155,3 +155,8 @@ def test_cli_json_errors_are_structured(cli: Cli, tmp_path: Path) -> None:
         "path": "projects[0].environments[1].type",
         "message": "unknown env type 'prod'",
     }
+
+
+def test_characters_yaml_does_not_allow_are_a_problem_not_a_crash() -> None:
+    with pytest.raises(ConfigError, match=r"estate.yaml: YAML error: .*special characters are not allowed"):
+        load_sources([SourceFile("estate.yaml", "a: \x08")])

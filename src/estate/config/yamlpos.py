@@ -85,7 +85,10 @@ def _mark(node: yaml.Node, name: str) -> Mark:
 def parse_yaml(text: str, name: str) -> Located:
     """Parse one YAML document named `name` (its file); syntax errors become problems with their position,
     never exceptions."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # a ReaderError: characters YAML does not allow
+        return Located(None, problems=[Problem(f"YAML error: {exc}", "", name)])
     try:
         node = loader.get_single_node()
         located = Located(None, {(): _mark(node, name)} if node else {})
@@ -99,5 +102,7 @@ def parse_yaml(text: str, name: str) -> Located:
         column = mark.column + 1 if mark else None
         reason = exc.problem or exc.context or "invalid YAML"
         return Located(None, problems=[Problem(f"YAML syntax error: {reason}", "", name, line, column)])
+    except yaml.YAMLError as exc:  # a ReaderError further in
+        return Located(None, problems=[Problem(f"YAML error: {exc}", "", name)])
     finally:
         loader.dispose()

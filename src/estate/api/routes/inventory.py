@@ -75,7 +75,12 @@ def usage(module: ModuleId, estate: Estate) -> UsageView:
     return estate.inventory.usage(module)
 
 
-@router.post("/modules/{module}/versions", tags=["modules"], status_code=201)
+@router.post(
+    "/modules/{module}/versions",
+    tags=["modules"],
+    status_code=201,
+    responses={200: {"model": PublishView, "description": "the identical version was already published"}},
+)
 def publish(module: ModuleId, body: PublishIn, estate: Estate, who: Who, response: Response) -> PublishView:
     """Publish an immutable version (201; 200 when the identical version was already published)."""
     view = estate.inventory.publish(who, module, body.version, body.source, inputs_from=body.inputs_from)
