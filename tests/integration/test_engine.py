@@ -23,7 +23,7 @@ from estate.domain.rules import ModuleRule
 from estate.domain.usage import module_usage
 from estate.engine.driver import RolloutDriver
 from estate.engine.host import EngineHost
-from estate.errors import ConflictError, InputError, NotFoundError, OperationFailed, Refused
+from estate.errors import ComponentError, ConflictError, InputError, NotFoundError, Refused
 from estate.store import Store
 from estate.store.deployments import DeploymentRepository
 from estate.store.holders import heartbeat
@@ -161,7 +161,7 @@ def test_a_second_engine_cannot_drive_a_leased_rollout(store: Store, engine: Eng
     session = RolloutSession(store, rollout)
     assert session.acquire("other-host:1", engine.clock(), timedelta(seconds=600)) is None
     heartbeat(store, "other-host:1", engine.clock(), timedelta(seconds=600))  # a live engine on another machine
-    with pytest.raises(OperationFailed, match="has not taken it yet"):  # queued for the engine holding the lease
+    with pytest.raises(ComponentError, match="has not taken it yet"):  # queued for the engine holding the lease
         rollouts.pause(ALEX, rollout)
     assert engine.runner.runs == []
     session.release("other-host:1")

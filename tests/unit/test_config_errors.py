@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from estate.config import load_estate
+from estate.config import SourceFile, load_estate, load_sources
 from estate.errors import ConfigError
 from tests.support.cli import EXAMPLE_ESTATE, Cli
 
@@ -190,3 +190,8 @@ def test_access_bindings_and_the_roles_shorthand_become_bindings(tmp_path: Path)
         ("approver", ("bob", "group:sre"), "env types production"),
         ("operator", ("alex",), "everywhere"),
     ]
+
+
+def test_characters_yaml_does_not_allow_are_a_problem_not_a_crash() -> None:
+    with pytest.raises(ConfigError, match=r"estate.yaml: YAML error: .*special characters are not allowed"):
+        load_sources([SourceFile("estate.yaml", "a: \x08")])

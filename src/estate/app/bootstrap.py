@@ -17,8 +17,11 @@ from functools import cached_property
 from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
+from estate.app.feed import Feed
 from estate.app.identity import Identity
 from estate.app.inventory import Inventory
+from estate.app.jobs import Jobs
+from estate.app.metrics import EstateMetrics
 from estate.app.rollouts import Rollouts
 from estate.app.status import Dashboards
 from estate.domain.gate_eval import Sample
@@ -96,6 +99,21 @@ class App:
             host=self.host if self.wiring.hosted else None,
             sleep=self.wiring.sleep,
         )
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        """Background jobs of a server (their worker threads run here; any server reads them)."""
+        jobs = Jobs(self.store, self.wiring.now, self.engine.holder)
+        self._closers.append(jobs.close)
+        return jobs
+
+    @cached_property
+    def feed(self) -> Feed:
+        return Feed(self.store)
+
+    @cached_property
+    def metrics(self) -> EstateMetrics:
+        return EstateMetrics(self.store, self.wiring.now)
 
     @cached_property
     def terraform(self) -> DeploymentService:

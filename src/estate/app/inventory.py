@@ -3,7 +3,7 @@ publish module versions, show rollout plans."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from estate.app.views.inventory import (
     UsageTotals,
     UsageView,
 )
-from estate.config import json_schema, load_estate
+from estate.config import SourceFile, json_schema, load_sources, read_sources
 from estate.domain.access import Action
 from estate.domain.model import ModuleVersion
 from estate.domain.plans import describe_gate
@@ -38,6 +38,8 @@ from estate.errors import InputError, NotFoundError
 from estate.settings import Settings
 from estate.store import Change, Store
 from estate.store.codec import encode
+
+__all__ = ["Inventory", "SourceFile", "read_sources"]
 
 
 class Inventory:
@@ -60,12 +62,17 @@ class Inventory:
     def schema(self) -> dict[str, Any]:
         return json_schema()
 
-    def apply(self, caller: Caller, path: Path, *, dry_run: bool, prune: bool, force: bool) -> ApplyView:
-        """Validate estate-as-code and sync it into the store in one transaction (all or nothing)."""
+    def apply(
+        self, caller: Caller, source: Path | Sequence[SourceFile], *, dry_run: bool, prune: bool, force: bool
+    ) -> ApplyView:
+        """Validate estate-as-code (a file, a directory of them, or their texts) and sync it into the store in
+        one transaction (all or nothing)."""
         action = "apply --dry-run" if dry_run else "apply"
-        with self.audit.attempt(caller, action, "estate", {"path": str(path), "prune": prune}) as attempt:
+        where = {"path": str(source)} if isinstance(source, Path) else {"files": [s.name for s in source]}
+        with self.audit.attempt(caller, action, "estate", {**where, "prune": prune}) as attempt:
             self.access.require(caller, Action.ADMINISTER)
-            loaded = load_estate(path, self.store.published_versions())
+            sources = read_sources(source) if isinstance(source, Path) else source
+            loaded = load_sources(sources, self.store.published_versions())
             plan = self.store.sync(
                 loaded.estate, prune=prune, force=force, dry_run=dry_run, actor=caller.subject, now=self.now()
             )

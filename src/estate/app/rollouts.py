@@ -29,10 +29,10 @@ from estate.domain.rollout import acts_on
 from estate.domain.rollout_state import RolloutState, new_rollout
 from estate.engine.config import EngineConfig
 from estate.engine.host import EngineHost
-from estate.errors import OperationFailed, Refused
+from estate.errors import ComponentError, Refused
 from estate.runners import DeploymentService
 from estate.store import Store
-from estate.store.rollouts import LogEntry, ModuleBusy, RolloutStore
+from estate.store.rollouts import LogEntry, ModuleBusy, RolloutRecord, RolloutStore
 
 OUTCOME_WAIT_SECONDS = 10.0  # how long a command waits for another engine to answer it
 
@@ -72,21 +72,18 @@ class Rollouts:
 
     def list(self, *, module: str | None = None, phase: str | None = None) -> list[RolloutSummaryView]:
         """Rollouts, oldest first."""
-        return [
-            RolloutSummaryView(
-                id=r.id,
-                module=r.module,
-                version=r.target_version,
-                plan=r.plan_id,
-                phase=r.phase,
-                created_by=r.created_by,
-                created_at=r.created_at,
-            )
-            for r in self.rollouts.list(module, phase)
-        ]
+        return [_summary(r) for r in self.rollouts.list(module, phase)]
+
+    def summary(self, rollout_id: str) -> RolloutSummaryView:
+        """One rollout without its state (cheap); NotFoundError for an unknown one."""
+        return _summary(self.rollouts.record(rollout_id))
 
     def state(self, rollout_id: str) -> RolloutState:
         return self.rollouts.state(rollout_id)
+
+    def wave_number(self, rollout_id: str, wave: str) -> int:
+        """The 1-based number of a wave of the rollout given by its number or its name."""
+        return self.state(rollout_id).plan.wave_number(wave)
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -212,7 +209,7 @@ class Rollouts:
     def rollback(self, caller: Caller, rollout_id: str, *, wave: str | None = None, follow: bool = True) -> RolloutView:
         """Roll a wave (default: the current one; a number or a name) back, each environment to its own
         previous version."""
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rollback(caller.subject, number), follow=follow)
 
     def rerun(
@@ -224,7 +221,7 @@ class Rollouts:
         only_failed: bool = False,
         follow: bool = True,
     ) -> RolloutView:
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rerun(caller.subject, number, only_failed), follow=follow)
 
     def retarget(
@@ -260,9 +257,11 @@ class Rollouts:
             command_id = self.rollouts.enqueue(rollout_id, command, self.now())
             outcome = self._answer(rollout_id, command_id, follow=follow)
             if outcome is None:
-                raise OperationFailed(
+                raise ComponentError(
+                    "engine",
                     f"command queued (#{command_id}); the engine driving {rollout_id} has not taken it yet",
                     hint=f"watch it with: estate rollout status {rollout_id} --watch",
+                    transient=True,
                 )
             if outcome != "ok":
                 raise Refused(outcome)
@@ -326,3 +325,15 @@ def approval_roles(estate: Estate, state: RolloutState, caller: Caller) -> froze
     principal = Principal(caller.subject, caller.groups)
     held = [roles_of(estate.access, principal, Target(ref, types.get(ref, ""))) for ref in state.current_wave.envs]
     return frozenset(set.intersection(*(set(h) for h in held)) if held else roles_of(estate.access, principal))
+
+
+def _summary(r: RolloutRecord) -> RolloutSummaryView:
+    return RolloutSummaryView(
+        id=r.id,
+        module=r.module,
+        version=r.target_version,
+        plan=r.plan_id,
+        phase=r.phase,
+        created_by=r.created_by,
+        created_at=r.created_at,
+    )

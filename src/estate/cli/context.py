@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from rich.markup import escape
 
 from estate.app import App, Caller, Wiring, bootstrap
 from estate.cli.output import stderr
+from estate.cli.remote import RemoteApp
 
 
 @dataclass
@@ -22,9 +24,18 @@ class Context:
 
     @property
     def app(self) -> App:
+        """Embedded: the application on the local store. With ESTATE_URL: the same use cases served by that
+        `estate server` (`RemoteApp` mirrors App's interface; tests/unit/test_remote_facade.py keeps it so)."""
         if self._app is None:
-            self._app = bootstrap(os.environ, Wiring(on_log=self._log))
+            url = os.environ.get("ESTATE_URL")
+            self._app = (
+                cast(App, RemoteApp(url, os.environ)) if url else bootstrap(os.environ, Wiring(on_log=self._log))
+            )
         return self._app
+
+    @property
+    def remote(self) -> bool:
+        return bool(os.environ.get("ESTATE_URL"))
 
     def caller(self, given: str | None) -> Caller:
         """The subject of this invocation: `--as`, or $ESTATE_ACTOR, or the OS account."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -201,15 +200,18 @@ def status_cmd(
 
     On a large rollout, page through it: estate rollout status R --state failed --limit 50
     """
-    rollouts = get_context().app.rollouts
+    app = get_context().app
+    rollouts = app.rollouts
     query = EnvQuery(wave=wave, state=state, limit=limit, after=after, summary=summary)
     view = rollouts.status(rollout, query=query)
     if not watch or output is Format.JSON:
         emit(output, view, lambda: stdout.print(render_status(view)))
         return
     with Live(render_status(view), console=stdout, refresh_per_second=2) as live:
-        while view.phase not in ("completed", "aborted"):
-            time.sleep(1)
+        # Refresh on each change: embedded, the store's event feed is polled; remote, the server's event stream
+        for _events in app.feed.follow(rollout=rollout):
+            if view.phase in ("completed", "aborted"):
+                break
             view = rollouts.status(rollout, query=query)
             live.update(render_status(view))
 

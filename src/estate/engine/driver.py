@@ -260,7 +260,17 @@ def _absorb(
     actions.extend(decision.actions)
     transitions.extend(decision.log)
     for t in decision.log:
-        payload = {"subject": str(t.subject), "before": t.before, "after": t.after, "reason": t.reason}
+        subject = t.subject
+        payload = {
+            "subject": str(subject),
+            "kind": str(subject.kind),
+            "wave": subject.wave,
+            "gate": subject.gate,
+            "env": str(subject.env) if subject.env else None,
+            "before": t.before,
+            "after": t.after,
+            "reason": t.reason,
+        }
         kind = "phase" if t.subject.kind is SubjectKind.ROLLOUT else "transition"
         entries.append(LogEntry(kind, str(t), t.actor, payload))
     return decision.state

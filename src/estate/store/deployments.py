@@ -29,7 +29,7 @@ from estate.domain.graph import ResolvedGraph
 from estate.domain.ids import EnvRef
 from estate.domain.model import Estate
 from estate.errors import NotFoundError
-from estate.store import holders, tables
+from estate.store import feed, holders, tables
 from estate.store.codec import decode_as, encode
 from estate.store.repository import Store
 
@@ -181,6 +181,7 @@ def insert_deployment(conn: Connection, new: NewDeployment, now: datetime) -> De
         )
     )
     new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    feed.append(conn, [_feed_entry(new_id, new.env, new.rollout_id, "", new.status, new.reason, now)])
     return Deployment(
         new_id,
         new.env,
@@ -213,6 +214,7 @@ def transition(
     holder: str | None = None,
 ) -> Deployment:
     """`DeploymentRepository.transition` in the caller's transaction."""
+    feed.lock(conn)  # before the row lock, in the order every feed writer takes them
     current = get_deployment(conn, deployment_id)
     moved = current.advance(status, now, reason)
     values: dict[str, Any] = {
@@ -227,7 +229,31 @@ def transition(
     done = conn.execute(update(_D).where(_D.c.id == deployment_id, _D.c.status == str(current.status)).values(**values))
     if done.rowcount != 1:
         raise TransitionRefused(f"deployment {deployment_id} changed status concurrently")
+    moved_entry = _feed_entry(deployment_id, current.env, current.rollout_id, current.status, status, reason, now)
+    feed.append(conn, [moved_entry])
     return replace(moved, retryable=retryable, holder=holder or moved.holder)
+
+
+def _feed_entry(
+    deployment_id: int,
+    env: EnvRef,
+    rollout_id: str | None,
+    before: DeploymentStatus | str,
+    after: DeploymentStatus,
+    reason: str | None,
+    now: datetime,
+) -> feed.FeedEntry:
+    return feed.FeedEntry(
+        kind="deployment",
+        at=now,
+        rollout_id=rollout_id,
+        deployment_id=deployment_id,
+        env=str(env),
+        before=str(before),
+        after=str(after),
+        reason=reason or "",
+        summary=f"deployment {deployment_id} of {env}: " + (f"{before} -> {after}" if before else str(after)),
+    )
 
 
 def mark_retried(conn: Connection, interrupted_id: int, retry_id: int) -> None:

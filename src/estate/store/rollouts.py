@@ -26,7 +26,7 @@ from estate.domain.rollout_state import EnvState, RolloutPhase, RolloutState
 from estate.domain.rules import CONFIG_OWNER, ModuleRule
 from estate.errors import ConflictError, EstateError, NotFoundError
 from estate.store import deployments as deps
-from estate.store import holders, leases, tables
+from estate.store import feed, holders, leases, tables
 from estate.store.codec import decode, decode_as, encode, gc_paused
 from estate.store.repository import Store
 from estate.store.rollout_tables import rollout_deployments, rollout_events, rollout_inbox, rollouts
@@ -390,6 +390,9 @@ def _next_value(conn: Connection, name: str) -> int:
 
 def _append(conn: Connection, rollout_id: str, entries: Sequence[LogEntry], now: datetime) -> None:
     if entries:
+        feed.append(
+            conn, [feed.from_rollout_log(rollout_id, now, e.kind, e.summary, e.actor, e.payload or {}) for e in entries]
+        )
         conn.execute(
             insert(rollout_events),
             [

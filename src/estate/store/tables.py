@@ -195,3 +195,42 @@ deployment_events = Table(
     Column("seq", Integer, primary_key=True),
     Column("event", JSON, nullable=False),
 )
+
+events = Table(
+    "events",
+    metadata,
+    # The event feed (an outbox): one row per transition anyone may follow (`GET /api/v1/events`), written in
+    # the transaction of the change itself; ids are handed out in commit order (see `estate.store.feed`).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    # rollout | target | wave | gate | env | command | deployment
+    Column("kind", String(16), nullable=False, index=True),
+    Column("rollout_id", String(80), index=True),
+    Column("deployment_id", Integer),
+    Column("wave", Integer),
+    Column("gate", Integer),
+    Column("env", String(127)),  # project/env
+    Column("before", String(64), nullable=False, server_default=""),
+    Column("after", String(64), nullable=False, server_default=""),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("actor", String(255)),
+    Column("summary", Text, nullable=False, server_default=""),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    # Long work a server runs in the background (preflight plans, deploys, drift checks) and its outcome.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # deploy | drift | rollback | preview | start | retarget
+    Column("status", String(16), nullable=False, index=True),  # queued | running | succeeded | failed | interrupted
+    Column("actor", String(255), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("progress", JSON, nullable=False),  # {label, total, done: [[item, outcome], ...]}
+    Column("result", JSON),  # the view the work returned
+    Column("error", JSON),  # {type, message, hint, problems} when it raised
+    Column("holder", String(255), nullable=False),  # the process running it, `host:pid`
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+)

@@ -154,3 +154,10 @@ class RolloutSummaryView(View):
     phase: str
     created_by: str
     created_at: datetime
+
+
+class RetargetView(View):
+    """A retargeted rollout and the warnings of the new version's preflight."""
+
+    rollout: RolloutView
+    warnings: list[str]
