@@ -31,7 +31,7 @@ from estate.app import Caller, Wiring, bootstrap
 from estate.app.views.rollouts import EnvQuery
 from estate.store.deployments import DeploymentRepository
 from estate.testing.fake_runner import FakeRunner
-from estate.testing.server import serve_in_thread
+from estate.testing.server import bearer, serve_in_thread
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rollout_overhead import estate_yaml  # the same generated estate as the engine benchmark
@@ -68,6 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         doc = estate_yaml(args.envs)
         doc["rollout_plans"][0]["waves"][0]["gates"] = [{"approval": {"role": "approver"}}]  # type: ignore[index]
+        doc["access"] = [{"role": "admin", "subjects": ["bench"]}]
         (Path(tmp) / "estate.yaml").write_text(yaml.safe_dump(doc))
         environ = {"ESTATE_HOME": tmp, "PATH": os.environ["PATH"]}
         setup = bootstrap(environ)
@@ -75,6 +76,7 @@ def main() -> None:
         rollout = setup.rollouts.start(Caller("bench"), "postgres", "2.0.0", "bench", preflight=False, follow=False).id
         setup.rollouts.drive(rollout)  # wave 1 now waits for its approval
         n = len(setup.rollouts.state(rollout).envs)
+        token = setup.identity.create_token(Caller("bench"), "bench").token
         inproc_full = timed(lambda: setup.rollouts.status(rollout), args.runs)
         inproc_summary = timed(lambda: setup.rollouts.status(rollout, query=EnvQuery(summary=True)), args.runs)
         setup.close()
@@ -82,7 +84,7 @@ def main() -> None:
         wiring = Wiring(runner=lambda store, _s: FakeRunner(DeploymentRepository(store), lambda: datetime.now(UTC)))
         server = serve_in_thread(environ, wiring)
         try:
-            with httpx.Client(base_url=server.url, headers={"Estate-Actor": "bench"}, timeout=60) as http:
+            with httpx.Client(base_url=server.url, headers=bearer(token), timeout=60) as http:
                 path = f"/api/v1/rollouts/{rollout}"
                 http_full = timed(lambda: http.get(path).raise_for_status(), args.runs)
                 http_summary = timed(lambda: http.get(path, params={"summary": "true"}).raise_for_status(), args.runs)
@@ -92,7 +94,7 @@ def main() -> None:
                     commands += timed(lambda v=verb: http.post(f"{path}/{v}").raise_for_status(), 1)
             embedded = {**os.environ, "ESTATE_HOME": tmp}
             embedded.pop("ESTATE_URL", None)
-            remote = {**embedded, "ESTATE_URL": server.url}
+            remote = {**embedded, "ESTATE_URL": server.url, "ESTATE_TOKEN": token}
             cli_rows = [
                 (what, cli(argv, embedded, args.cli_runs), cli(argv, remote, args.cli_runs))
                 for what, argv in (

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from estate.testing.server import bearer, token_for
 from tests.support.server import ServerProcess
 from tests.support.terraform import Sandbox, estate_doc, wait_for
 
@@ -31,9 +32,10 @@ def test_a_command_sent_to_either_server_is_applied_once(
         }
     ]
     sandbox.apply(doc)
+    alex = bearer(token_for(sandbox.environ, "alex"))  # an operator (estate_doc's bindings)
     first, second = server_process(sandbox.environ), server_process(sandbox.environ)
-    a = httpx.Client(base_url=first.url, headers={"Estate-Actor": "alex"}, timeout=60)
-    b = httpx.Client(base_url=second.url, headers={"Estate-Actor": "bob"}, timeout=60)
+    a = httpx.Client(base_url=first.url, headers=alex, timeout=60)
+    b = httpx.Client(base_url=second.url, headers=alex, timeout=60)
     try:
         started = a.post(
             "/api/v1/rollouts", json={"module": "postgres", "version": "2.0.1", "plan": "two", "preflight": False}

@@ -1,6 +1,6 @@
 """The HTTP API served by uvicorn on a loopback port (a hosted App on SQLite; deployments by the fake runner):
 problem documents for bad input (naming the field, changing nothing), paging, jobs, the event stream resumed
-with Last-Event-ID, metrics, and the refusal to listen beyond loopback."""
+with Last-Event-ID, metrics, and the refusal to listen beyond loopback in plain HTTP."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from estate.app import Wiring
 from estate.cli.app import main
 from estate.store.deployments import DeploymentRepository
 from estate.testing.fake_runner import FakeRunner
-from estate.testing.server import ThreadServer
+from estate.testing.server import ThreadServer, bearer, token_for
 from tests.support.cli import EXAMPLE_ESTATE, REPO
 from tests.support.server import EstateServer
 from tests.support.terraform import Sandbox, estate_doc, wait_for
@@ -39,11 +39,12 @@ class Api:
         assert response.status_code == 200, response.text
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every table but the audit trail (refused attempts are recorded there on purpose)."""
+        """Every row of every table but the audit trail (refused attempts are recorded there on purpose) and the
+        tokens (each request notes when its token was last used)."""
         engine = create_engine(f"sqlite:///{self.home / 'estate.db'}")
         try:
             with engine.connect() as conn:
-                tables = [t for t in inspect(conn).get_table_names() if t != "audit"]
+                tables = [t for t in inspect(conn).get_table_names() if t not in ("audit", "api_tokens")]
                 return {t: sorted(map(tuple, conn.execute(text(f'SELECT * FROM "{t}"'))), key=repr) for t in tables}
         finally:
             engine.dispose()
@@ -61,10 +62,11 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path, estate_server: EstateServer) -> Iterator[Api]:
     home = tmp_path / "estate"
-    environ = {"ESTATE_HOME": str(home), "ESTATE_ACTOR": "alex"}
+    environ = {"ESTATE_HOME": str(home)}
     wiring = Wiring(runner=lambda store, _settings: FakeRunner(DeploymentRepository(store), lambda: datetime.now(UTC)))
+    root = token_for(environ, "root", estate=EXAMPLE_ESTATE)  # the bootstrap admin (bound in examples/estate)
     server = estate_server(environ, wiring, max_body_bytes=64 * 1024)
-    with httpx.Client(base_url=server.url, headers={"Estate-Actor": "alex"}, timeout=30) as http:
+    with httpx.Client(base_url=server.url, headers=bearer(root), timeout=30) as http:
         yield Api(server, http, home)
 
 
@@ -182,7 +184,7 @@ def test_a_rollout_over_http_and_its_events_resumed_without_loss_or_repeat(api: 
     kinds = {e["kind"] for e in first + second + rest}
     assert {"rollout", "wave", "gate", "env", "deployment", "command"} <= kinds
     refusals = [e["data"] for e in rest if e["kind"] == "command" and e["data"]["after"] == "refused"]
-    assert refusals and refusals[-1]["before"] == "promote" and refusals[-1]["actor"] == "alex"
+    assert refusals and refusals[-1]["before"] == "promote" and refusals[-1]["actor"] == "root"
 
 
 def _stored_events(home: Path) -> int:
@@ -197,8 +199,9 @@ def _stored_events(home: Path) -> int:
 @pytest.mark.slow
 def test_deploys_run_as_jobs_with_real_terraform_and_progress(sandbox: Sandbox, estate_server: EstateServer) -> None:
     sandbox.apply(estate_doc({"eph-1": "ephemeral", "eph-2": "ephemeral"}))
+    token = token_for(sandbox.environ, "alex", ("team",))
     server = estate_server(sandbox.environ)
-    with httpx.Client(base_url=server.url, headers={"Estate-Actor": "alex"}, timeout=30) as http:
+    with httpx.Client(base_url=server.url, headers=bearer(token), timeout=30) as http:
         api = Api(server, http, sandbox.home)
         job = api.job(http.post("/api/v1/deployments", json={"envs": ["shop/eph-1", "shop/eph-2"]}))
         assert job["status"] == "succeeded" and job["kind"] == "deploy" and job["actor"] == "alex", job
@@ -269,7 +272,7 @@ def test_the_openapi_document_describes_responses_and_problems(api: Api) -> None
     assert {"ProblemView", "FieldProblem", "JobView", "EventView"} <= set(doc["components"]["schemas"])
 
 
-def test_the_server_refuses_to_listen_beyond_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_server_refuses_plain_http_beyond_loopback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["server", "--host", "0.0.0.0", "--port", "1"]) == 2
     err = capsys.readouterr().err
-    assert "refusing to listen on 0.0.0.0" in err and "no authentication" in err
+    assert "refusing to listen on 0.0.0.0 over plain HTTP" in err and "--tls-cert" in err

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -84,14 +84,15 @@ def prometheus(_shared_prometheus: PrometheusServer, demo_exporter: DemoExporter
 
 
 @pytest.fixture
-def start_prometheus(prometheus_binary: str, tmp_path: Path) -> Iterator[Callable[[Sequence[str]], PrometheusServer]]:
-    """Factory for a private Prometheus scraping the given targets; stopped at teardown."""
+def start_prometheus(prometheus_binary: str, tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    """Factory for a private Prometheus scraping the given targets (and, with a bearer token each, `bearer`);
+    stopped at teardown."""
     started: list[PrometheusServer] = []
 
-    def start(targets: Sequence[str]) -> PrometheusServer:
+    def start(targets: Sequence[str], bearer: Mapping[str, str] | None = None) -> PrometheusServer:
         workdir = tmp_path / f"prometheus-{len(started)}"
         workdir.mkdir()
-        server = PrometheusServer(prometheus_binary, workdir, targets)
+        server = PrometheusServer(prometheus_binary, workdir, targets, dict(bearer or {}))
         started.append(server)
         return server.start()
 

@@ -8,17 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry, disable_created_metrics
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 import estate
 from estate.api import problems
-from estate.api.caller import request_id
+from estate.api.caller import reader, request_id
 from estate.api.limits import MAX_BODY_BYTES, BodyLimit
 from estate.api.metrics import EstateCollector, HttpMetrics
-from estate.api.routes import audit, deployments, events, health, inventory, jobs, rollouts
+from estate.api.routes import audit, deployments, events, health, identity, inventory, jobs, rollouts
+from estate.api.throttle import AuthThrottle
 from estate.app import App
 from estate.app.hosting import Hosting
 from estate.app.views.deployments import LogEvent
@@ -46,6 +47,8 @@ def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
         description="Roll out Terraform/OpenTofu module versions across an estate of environments in waves. "
         "Errors are RFC 9457 problem documents (application/problem+json).",
         lifespan=lifespan,
+        docs_url=None,  # the interactive pages load scripts from a CDN: nothing is fetched at run time
+        redoc_url=None,
     )
     disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series double what Prometheus stores and nobody graphs them
     registry = CollectorRegistry()
@@ -54,9 +57,11 @@ def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     api.state.hosting = hosting
     api.state.registry = registry
     api.state.stopping = threading.Event()
+    api.state.auth_throttle = AuthThrottle()
     problems.install(api)
-    for router in (inventory, deployments, rollouts, audit, jobs, events):
-        api.include_router(router.router, prefix=PREFIX)
+    for router in (inventory, deployments, rollouts, audit, jobs, events):  # every route: an authenticated reader
+        api.include_router(router.router, prefix=PREFIX, dependencies=[Depends(reader)])
+    api.include_router(identity.router, prefix=PREFIX)  # authenticated; whoami needs no role
     api.include_router(health.router)
     api.add_middleware(BaseHTTPMiddleware, dispatch=_request_id)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)

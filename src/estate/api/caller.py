@@ -1,6 +1,6 @@
-"""Who a request acts for. Until identity lands, the subject is what the `Estate-Actor` header says (like the
-embedded CLI's `--as`, nothing proves it), recorded with auth `none`: that is why the server binds only to
-a loopback address. The request id comes from `X-Request-ID` or is made up, and is echoed back."""
+"""Who a request acts for: the subject its bearer credential proves (an API token or an OIDC JWT), never what
+the client says. A request without a valid credential is refused (401, audited as `denied`); an address that
+keeps failing is slowed down (429). The request id comes from `X-Request-ID` or is made up, and is echoed."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import re
 import uuid
 from typing import Annotated
 
-from fastapi import Header, Request
+from fastapi import Depends, Header, Request
 
-from estate.app import Caller
+from estate.app import App, Caller
+from estate.app.audit import Attempt
+from estate.domain.access import Action
+from estate.errors import InputError, Unauthenticated
 
 ANONYMOUS = "anonymous"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -28,14 +31,38 @@ def request_id(request: Request) -> str:
 
 def caller(
     request: Request,
-    estate_actor: Annotated[
-        str | None,
-        Header(
-            alias="Estate-Actor",
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9@._:+-]{0,254}$",
-            description="who performs this (unauthenticated until identity lands)",
-        ),
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <API token or OIDC JWT>`", include_in_schema=False)
     ] = None,
+    estate_actor: Annotated[str | None, Header(alias="Estate-Actor", include_in_schema=False)] = None,
 ) -> Caller:
-    host = request.client.host if request.client else "unknown"
-    return Caller(estate_actor or ANONYMOUS, auth="none", source=f"http:{host}", request_id=request_id(request))
+    app: App = request.app.state.estate
+    source = f"http:{request.client.host if request.client else 'unknown'}"
+    rid = request_id(request)
+    if estate_actor is not None:
+        raise InputError(
+            "a server does not take the actor from the request (Estate-Actor, --as): it is the authenticated subject",
+            hint="present your own token (estate login), or run the CLI embedded on the store's machine",
+        )
+    throttle = request.app.state.auth_throttle
+    throttle.check(source)
+    try:
+        scheme, _, credential = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+        found = app.identity.authenticate(credential.strip(), source=source, request_id=rid)
+    except Unauthenticated as exc:
+        throttle.failed(source)
+        anonymous = Caller(ANONYMOUS, auth="none", source=source, request_id=rid)
+        attempt = Attempt(f"{request.method} {request.url.path}", outcome="denied", reason=exc.message)
+        app.audit.record(anonymous, "authenticate", attempt)
+        raise
+    throttle.succeeded(source)
+    return found
+
+
+def reader(request: Request, who: Annotated[Caller, Depends(caller)]) -> Caller:
+    """An authenticated caller allowed to read (any role anywhere)."""
+    app: App = request.app.state.estate
+    app.access.require(who, Action.READ)
+    return who

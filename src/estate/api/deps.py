@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from estate.api.caller import caller
+from estate.api.caller import caller, reader
 from estate.app import App, Caller
 
 
@@ -17,3 +17,4 @@ def _estate(request: Request) -> App:
 
 Estate = Annotated[App, Depends(_estate)]
 Who = Annotated[Caller, Depends(caller)]
+Reader = Annotated[Caller, Depends(reader)]

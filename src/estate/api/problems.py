@@ -1,6 +1,8 @@
 """RFC 9457 problem details: every error the API returns, mapped once from Estate's exception tree (the
 mirror of the CLI's exit codes), and FastAPI's and Starlette's own errors re-shaped into the same document.
 
+    Unauthenticated                     401   (with `WWW-Authenticate: Bearer`); 429 after repeated failures
+    Forbidden                           403   (names the role and scope that were needed)
     ConfigError, OperationFailed        422   (ConfigError lists each finding: file, line, column, field path)
     NotFoundError                       404
     ConflictError, Refused              409   (contradicts stored state; busy; refused by the state machine)
@@ -28,10 +30,13 @@ from estate.errors import (
     ConfigError,
     ConflictError,
     EstateError,
+    Forbidden,
     InputError,
     NotFoundError,
     OperationFailed,
     Refused,
+    Throttled,
+    Unauthenticated,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,9 @@ TYPE_PREFIX = "urn:estate:problem:"
 
 #: category -> (HTTP status, title)
 STATUS: dict[type[EstateError], tuple[int, str]] = {
+    Throttled: (429, "Too many failed attempts"),
+    Unauthenticated: (401, "Unauthenticated"),
+    Forbidden: (403, "Forbidden"),
     ConfigError: (422, "Invalid estate configuration"),
     NotFoundError: (404, "Not found"),
     ConflictError: (409, "Conflict"),
@@ -105,8 +113,12 @@ async def _estate_error(_: Request, exc: Exception) -> JSONResponse:
     problem = from_error(exc)
     if problem.status >= 500 and not isinstance(exc, ComponentError):
         log.error("request failed: %s", exc.message)
-    retry = {"Retry-After": "5"} if isinstance(exc, ComponentError) and exc.transient else None
-    return response(problem, retry)
+    headers = {"Retry-After": "5"} if isinstance(exc, ComponentError) and exc.transient else None
+    if isinstance(exc, Throttled):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unauthenticated):
+        headers = {"WWW-Authenticate": 'Bearer realm="estate"'}
+    return response(problem, headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -156,7 +168,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 #: What any route of the API may answer besides its success.
-ERRORS = documented(400, 404, 409, 413, 422, 503)
+ERRORS = documented(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 
 def add_schemas(openapi: dict[str, Any], *models: type[BaseModel]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""Run `estate server`: the API on uvicorn, with the engine host inside, on a loopback address.
+"""Run `estate server`: the API on uvicorn, with the engine host inside.
 
-Until identity lands nothing authenticates a request (the `Estate-Actor` header is taken at its word), so
-binding anything but a loopback address would let anyone who can reach the port start, approve or abort
-rollouts as anyone: the server refuses to, and says why.
+Every request must present a bearer credential (an API token or an OIDC JWT). Those are secrets, so the
+server speaks HTTPS itself (`tls_cert`/`tls_key`) or listens on a loopback address only, unless told that a
+TLS-terminating proxy stands in front (`plain_http`): it refuses otherwise, and says why.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 import uvicorn
 
@@ -22,26 +23,40 @@ log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5  # event streams never end by themselves
 
 
-def require_loopback(host: str) -> None:
-    """InputError unless `host` is a loopback address (or `localhost`)."""
+def is_loopback(host: str) -> bool:
     if host == "localhost":
-        return
+        return True
     try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
-        loopback = False
-    if not loopback:
-        raise InputError(
-            f"refusing to listen on {host}: Estate has no authentication yet, so anyone who can reach the port "
-            "could start, approve or abort rollouts in anyone's name",
-            hint="listen on 127.0.0.1 or ::1 (the default); share it through an authenticating reverse proxy "
-            "on the same machine if you must",
-        )
+        return False
 
 
-def serve(environ: Mapping[str, str], host: str, port: int, *, log_level: str = "info") -> None:
+def check_transport(host: str, *, tls: bool, plain_http: bool) -> None:
+    """InputError when bearer credentials would cross a network in clear text."""
+    if tls or plain_http or is_loopback(host):
+        return
+    raise InputError(
+        f"refusing to listen on {host} over plain HTTP: every request carries a bearer token, which anyone on "
+        "the network path could read and reuse",
+        hint="give --tls-cert and --tls-key, or --plain-http if a TLS-terminating proxy stands in front",
+    )
+
+
+def serve(
+    environ: Mapping[str, str],
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    plain_http: bool = False,
+) -> None:
     """Serve until interrupted (SIGINT/SIGTERM): the engine host starts with the server and stops with it."""
-    require_loopback(host)
+    if (tls_cert is None) != (tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    check_transport(host, tls=tls_cert is not None, plain_http=plain_http)
     app = bootstrap(environ, Wiring(hosted=True))
     try:
         config = uvicorn.Config(
@@ -51,6 +66,8 @@ def serve(environ: Mapping[str, str], host: str, port: int, *, log_level: str = 
             log_level=log_level,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             proxy_headers=False,
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
         )
         uvicorn.Server(config).run()
     finally:

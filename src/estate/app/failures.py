@@ -10,15 +10,21 @@ from estate.errors import (
     ConfigError,
     ConflictError,
     EstateError,
+    Forbidden,
     InputError,
     NotFoundError,
     OperationFailed,
     Problem,
     Refused,
+    Throttled,
+    Unauthenticated,
 )
 
 #: The classes an error travels as, most specific first: each error goes as the first one it is.
 CATEGORIES: tuple[type[EstateError], ...] = (
+    Throttled,
+    Unauthenticated,
+    Forbidden,
     ConfigError,
     NotFoundError,
     ConflictError,

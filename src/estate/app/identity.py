@@ -12,13 +12,15 @@ from datetime import datetime, timedelta
 from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
-from estate.app.views.identity import IssuedTokenView, TokenView
-from estate.domain.access import Action
+from estate.app.views.identity import GrantView, IssuedTokenView, TokenView, WhoAmIView
+from estate.domain.access import Action, Principal
 from estate.errors import InputError, NotFoundError, Unauthenticated
 from estate.identity import tokens
 from estate.identity.oidc import OidcSettings, OidcVerifier
 from estate.store import Store
 from estate.store.tokens import TokenRecord, TokenStore
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class Identity:
@@ -73,6 +75,15 @@ class Identity:
             self.access.require(caller, Action.ADMINISTER)
             return _view(self.tokens.revoke(token_id, caller.subject, self.now()), self.now())
 
+    def whoami(self, caller: Caller) -> WhoAmIView:
+        principal = Principal(caller.subject, caller.groups)
+        grants = [
+            GrantView(role=str(b.role), scope=str(b.scope))
+            for b in self.store.access()
+            if any(principal.matches(s) for s in b.subjects)
+        ]
+        return WhoAmIView(subject=caller.subject, auth=caller.auth, groups=sorted(caller.groups), grants=grants)
+
     def authenticate(self, credential: str, *, source: str, request_id: str | None = None) -> Caller:
         """The caller a bearer credential (an API token or an OIDC JWT) proves; Unauthenticated otherwise."""
         if tokens.looks_like_token(credential):
@@ -96,7 +107,8 @@ class Identity:
             raise Unauthenticated(f"API token {record.id} was revoked")
         if record.expires_at is not None and record.expires_at <= now:
             raise Unauthenticated(f"API token {record.id} expired at {record.expires_at:%Y-%m-%d %H:%M} UTC")
-        self.tokens.used(record.id, now)
+        if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
+            self.tokens.used(record.id, now)  # at most one write a minute per token, not one per request
         return Caller(record.user, "token", source, request_id, frozenset(record.groups))
 
     def _verifier(self) -> OidcVerifier | None:

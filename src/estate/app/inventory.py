@@ -27,14 +27,14 @@ from estate.app.views.inventory import (
     UsageView,
 )
 from estate.config import SourceFile, json_schema, load_sources, read_sources
-from estate.domain.access import Action
-from estate.domain.model import ModuleVersion
+from estate.domain.access import Action, Principal, authorize
+from estate.domain.model import Estate, ModuleVersion
 from estate.domain.plans import describe_gate
 from estate.domain.selectors import Selector
 from estate.domain.usage import usage_report
 from estate.domain.versions import Version
 from estate.domain.waves import assign_waves
-from estate.errors import InputError, NotFoundError
+from estate.errors import ConflictError, InputError, NotFoundError
 from estate.settings import Settings
 from estate.store import Change, Store
 from estate.store.codec import encode
@@ -73,6 +73,7 @@ class Inventory:
             self.access.require(caller, Action.ADMINISTER)
             sources = read_sources(source) if isinstance(source, Path) else source
             loaded = load_sources(sources, self.store.published_versions())
+            _keeps_an_admin(caller, loaded.estate)
             plan = self.store.sync(
                 loaded.estate, prune=prune, force=force, dry_run=dry_run, actor=caller.subject, now=self.now()
             )
@@ -190,6 +191,18 @@ class Inventory:
                 )
                 for w, refs in zip(plan.waves, membership.waves, strict=True)
             ],
+        )
+
+
+def _keeps_an_admin(caller: Caller, desired: Estate) -> None:
+    """An authenticated admin may not apply bindings that take their own admin role away: nobody could undo it
+    over the API (only embedded, on the store's machine)."""
+    if caller.trusted:
+        return
+    if not authorize(desired.access, Principal(caller.subject, caller.groups), Action.ADMINISTER).allowed:
+        raise ConflictError(
+            f"this apply would take the admin role away from {caller.subject}, who applies it",
+            hint="keep an unscoped `{role: admin, subjects: [...]}` binding for yourself in `access:`",
         )
 
 

@@ -6,7 +6,9 @@ The first admin token is created here in embedded mode, on the server's machine 
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from datetime import timedelta
 from typing import Annotated
 
@@ -14,8 +16,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from estate.app import Caller
+from estate.cli import credentials
 from estate.cli.context import get_context
 from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, stderr, stdout
+from estate.cli.remote import RemoteApp
 from estate.errors import InputError
 
 token_app = typer.Typer(help="API tokens: create (shown once), list (never the secret), revoke.", no_args_is_help=True)
@@ -92,5 +97,48 @@ def revoke(
     emit(output, view, lambda: stdout.print(f"token {view.id} of {escape(view.user)} is {view.state}"))
 
 
+def login(
+    url: Annotated[str, typer.Option(help="The server, e.g. https://estate.example:8443.")],
+    token_stdin: Annotated[bool, typer.Option("--token-stdin", help="Read the token from stdin.")] = False,
+) -> None:
+    """Store URL and a token for the CLI (0600, in your config dir); every command then talks to that server.
+
+    The token comes from an admin (`estate token create --user YOU`); ESTATE_TOKEN overrides the stored one.
+    """
+    token = sys.stdin.readline().strip() if token_stdin else typer.prompt("token", hide_input=True).strip()
+    me = RemoteApp(url, token, os.environ)
+    try:
+        who = me.identity.whoami(Caller("(token)", auth="token"))
+    finally:
+        me.close()
+    where = credentials.save(os.environ, url, token)
+    roles = ", ".join(f"{g.role} ({g.scope})" for g in who.grants) or "no role yet"
+    stdout.print(f"logged in to {escape(url)} as [bold]{escape(who.subject)}[/]: {escape(roles)}")
+    stderr.print(f"[dim]stored in {where}[/]")
+
+
+def logout() -> None:
+    """Forget the stored server and token: the CLI is embedded again."""
+    stdout.print("logged out" if credentials.forget(os.environ) else "not logged in")
+
+
+def whoami(output: OutputOpt = Format.TEXT) -> None:
+    """Who the CLI acts as: the token's subject (server), or the local account (embedded)."""
+    ctx = get_context()
+    view = ctx.app.identity.whoami(ctx.caller(None))
+
+    def render() -> None:
+        stdout.print(
+            f"{escape(view.subject)} ({view.auth})" + (f", groups {', '.join(view.groups)}" if view.groups else "")
+        )
+        for grant in view.grants:
+            stdout.print(f"  {grant.role}: {escape(grant.scope)}")
+
+    emit(output, view, render)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(token_app, name="token")
+    app.command()(login)
+    app.command()(logout)
+    app.command()(whoami)

@@ -14,6 +14,7 @@ import builtins
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from estate.app.views.deployments import (
     LogChunk,
 )
 from estate.app.views.events import EventView
+from estate.app.views.identity import IssuedTokenView, TokenView, WhoAmIView
 from estate.app.views.inventory import (
     ApplyView,
     EnvironmentView,
@@ -60,7 +62,6 @@ from estate.settings import Settings
 V = TypeVar("V", bound=BaseModel)
 API = "/api/v1"
 PROBLEM_PREFIX = "urn:estate:problem:"
-ACTOR_HEADER = "Estate-Actor"
 JOB_POLL_SECONDS = 0.5
 PAGE_SIZE = 1000
 #: Rollout phases in which the engine is still at work on its own.
@@ -70,9 +71,12 @@ MOVING = frozenset({"pending", "running"})
 class Client:
     """One server: JSON requests, problems turned back into Estate's exceptions, jobs, the event stream."""
 
-    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers={"User-Agent": "estate-cli"})
+        headers = {"User-Agent": "estate-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self.http.close()
@@ -82,14 +86,12 @@ class Client:
         method: str,
         path: str,
         *,
-        caller: Caller | None = None,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Any:
-        headers = {ACTOR_HEADER: caller.subject} if caller else {}
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = self.http.request(method, path, json=body, params=clean, headers=headers)
+            response = self.http.request(method, path, json=body, params=clean)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
         if response.status_code >= 400:
@@ -99,8 +101,8 @@ class Client:
     def get(self, model: type[V], path: str, **params: Any) -> V:
         return model.model_validate(self.request("GET", path, params=params))
 
-    def post(self, model: type[V], path: str, caller: Caller, body: Mapping[str, Any] | None = None) -> V:
-        return model.model_validate(self.request("POST", path, caller=caller, body=body))
+    def post(self, model: type[V], path: str, body: Mapping[str, Any] | None = None) -> V:
+        return model.model_validate(self.request("POST", path, body=body))
 
     def pages(self, item: type[V], path: str, **params: Any) -> list[V]:
         """Every item of a paginated list, page after page."""
@@ -114,9 +116,9 @@ class Client:
             if not after:
                 return found
 
-    def job(self, model: type[V], path: str, caller: Caller, body: Mapping[str, Any], progress: Progress | None) -> V:
+    def job(self, model: type[V], path: str, body: Mapping[str, Any], progress: Progress | None) -> V:
         """Submit long work, show its progress as it goes, and return its result (or raise its error)."""
-        job = self.post(JobView, path, caller, body)
+        job = self.post(JobView, path, body)
         begun, shown = False, 0
         while True:
             if progress is not None and job.progress.label:
@@ -232,7 +234,7 @@ class RemoteInventory:
     def apply(self, caller: Caller, source: Path, *, dry_run: bool, prune: bool, force: bool) -> ApplyView:
         documents = [{"name": str(Path(s.name).absolute()), "content": s.text} for s in read_sources(source)]
         body = {"documents": documents, "dry_run": dry_run, "prune": prune, "force": force}
-        return self.client.post(ApplyView, f"{API}/estate:apply", caller, body)
+        return self.client.post(ApplyView, f"{API}/estate:apply", body)
 
     def environments(
         self, *, project: str | None = None, env_type: str | None = None, labels: Mapping[str, str] | None = None
@@ -255,7 +257,7 @@ class RemoteInventory:
         if "::" not in source and "://" not in source and local.is_dir():
             source = str(local.resolve())
         body = {"version": version, "source": source, "inputs_from": inputs_from}
-        return self.client.post(PublishView, f"{API}/modules/{module_id}/versions", caller, body)
+        return self.client.post(PublishView, f"{API}/modules/{module_id}/versions", body)
 
     def plans(self) -> list[PlanSummaryView]:
         return self.client.pages(PlanSummaryView, f"{API}/plans")
@@ -272,11 +274,11 @@ class RemoteDeployments:
         self, caller: Caller, refs: Sequence[EnvRef], *, plan_only: bool = False, progress: Progress | None = None
     ) -> BatchView:
         body = {"envs": [str(r) for r in refs], "plan_only": plan_only}
-        return self.client.job(BatchView, f"{API}/deployments", caller, body, progress)
+        return self.client.job(BatchView, f"{API}/deployments", body, progress)
 
     def rollback(self, caller: Caller, ref: EnvRef, to: int) -> BatchView:
         path = f"{API}/environments/{ref.project}/{ref.env}:rollback"
-        return self.client.job(BatchView, path, caller, {"to": to}, None)
+        return self.client.job(BatchView, path, {"to": to}, None)
 
     def drift(
         self,
@@ -287,7 +289,7 @@ class RemoteDeployments:
         progress: Progress | None = None,
     ) -> DriftReport:
         body = {"envs": None if refs is None else [str(r) for r in refs], "fail_on_drift": fail_on_drift}
-        return self.client.job(DriftReport, f"{API}/deployments:drift", caller, body, progress)
+        return self.client.job(DriftReport, f"{API}/deployments:drift", body, progress)
 
     def list(
         self, ref: EnvRef | None = None, *, limit: int = 50, before: int | None = None
@@ -335,7 +337,7 @@ class RemoteRollouts:
         progress: Progress | None = None,
     ) -> PreviewView:
         body = {"module": module, "version": version, "plan": plan_id, "preflight": preflight}
-        return self.client.job(PreviewView, f"{API}/rollouts:preview", caller, body, progress)
+        return self.client.job(PreviewView, f"{API}/rollouts:preview", body, progress)
 
     def start(
         self,
@@ -358,7 +360,7 @@ class RemoteRollouts:
             "allow_uncovered": allow_uncovered,
             "allow_destroy": allow_destroy,
         }
-        started = self.client.job(StartView, f"{API}/rollouts", caller, body, progress)
+        started = self.client.job(StartView, f"{API}/rollouts", body, progress)
         if follow:
             self.drive(started.id)
         return started
@@ -404,7 +406,7 @@ class RemoteRollouts:
         follow: bool = True,
     ) -> tuple[RolloutView, builtins.list[str]]:
         body = {"version": version, "allow_destroy": allow_destroy, "preflight": preflight}
-        done = self.client.job(RetargetView, f"{API}/rollouts/{rollout_id}/retarget", caller, body, progress)
+        done = self.client.job(RetargetView, f"{API}/rollouts/{rollout_id}/retarget", body, progress)
         if follow:
             self.drive(rollout_id)
             return self.status(rollout_id), done.warnings
@@ -413,7 +415,7 @@ class RemoteRollouts:
     def _command(
         self, caller: Caller, rollout_id: str, name: str, body: Mapping[str, Any] | None, follow: bool
     ) -> RolloutView:
-        view = self.client.post(RolloutView, f"{API}/rollouts/{rollout_id}/{name}", caller, body)
+        view = self.client.post(RolloutView, f"{API}/rollouts/{rollout_id}/{name}", body)
         if not follow:
             return view
         self.drive(rollout_id)
@@ -432,6 +434,33 @@ class RemoteRollouts:
             "the server's engine drives every rollout; `estate engine run` is for the embedded mode",
             hint="unset ESTATE_URL to drive rollouts of the local store",
         )
+
+
+class RemoteIdentity:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def whoami(self, caller: Caller) -> WhoAmIView:
+        return self.client.get(WhoAmIView, f"{API}/whoami")
+
+    def create_token(
+        self,
+        caller: Caller,
+        user: str,
+        *,
+        groups: Sequence[str] = (),
+        expires_in: timedelta | None = None,
+        description: str = "",
+    ) -> IssuedTokenView:
+        seconds = int(expires_in.total_seconds()) if expires_in else None
+        body = {"user": user, "groups": list(groups), "expires_in_seconds": seconds, "description": description}
+        return self.client.post(IssuedTokenView, f"{API}/tokens", body)
+
+    def list_tokens(self, caller: Caller) -> list[TokenView]:
+        return TypeAdapter(list[TokenView]).validate_python(self.client.request("GET", f"{API}/tokens"))
+
+    def revoke_token(self, caller: Caller, token_id: str) -> TokenView:
+        return self.client.post(TokenView, f"{API}/tokens/{token_id}/revoke")
 
 
 class RemoteAudit:
@@ -470,13 +499,14 @@ class RemoteFeed:
 class RemoteApp:
     """`estate.app.App`'s use cases, served by `estate server` at `url`."""
 
-    def __init__(self, url: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, url: str, token: str | None, environ: Mapping[str, str]) -> None:
         self.settings = Settings.from_environ(environ)
-        self.client = Client(url)
+        self.client = Client(url, token)
         self.inventory = RemoteInventory(self.client)
         self.deployments = RemoteDeployments(self.client)
         self.rollouts = RemoteRollouts(self.client)
         self.audit = RemoteAudit(self.client)
+        self.identity = RemoteIdentity(self.client)
         self.feed = RemoteFeed(self.client)
 
     def close(self) -> None:

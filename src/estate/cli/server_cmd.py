@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,18 +12,24 @@ from estate.api.server import serve
 
 
 def server(
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback only until identity lands).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    tls_cert: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    plain_http: Annotated[
+        bool, typer.Option(help="Allow plain HTTP off loopback: a TLS-terminating proxy stands in front.")
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")
     ] = "info",
 ) -> None:
     """Serve the API under /api/v1 (OpenAPI at /openapi.json), /healthz, /readyz and /metrics, and host the
-    engine that drives every active rollout until stopped (Ctrl-C).
+    engine that drives every active rollout until stopped (Ctrl-C). Every request authenticates with a bearer
+    token or an OIDC JWT (see docs/access.md; the first admin token: `estate token create --user root`).
 
-    Clients: set ESTATE_URL=http://127.0.0.1:8080 and every `estate` command talks to this server.
+    Clients: `estate login --url http://127.0.0.1:8080` and every `estate` command talks to this server.
     """
-    serve(os.environ, host, port, log_level=log_level)
+    serve(os.environ, host, port, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key, plain_http=plain_http)
 
 
 def register(app: typer.Typer) -> None:

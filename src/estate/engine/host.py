@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -162,10 +163,10 @@ class EngineHost:
             timeout = max(0.0, min(timeout, (min(timers) - now).total_seconds()))
         if any(d.inbox or d.redo for d in self.drivers.values()):
             return
-        if any(d.in_flight() for d in self.drivers.values()):
-            self.wake.wait(timeout)
+        if self.cfg.sleep is time.sleep or any(d.in_flight() for d in self.drivers.values()):
+            self.wake.wait(timeout)  # a finished deployment or a queued command (poke) ends the wait at once
         else:
-            self.cfg.sleep(timeout)
+            self.cfg.sleep(timeout)  # an injected clock: its sleep moves time forward by itself
         self.wake.clear()
 
     def _beat(self, now: datetime) -> None:

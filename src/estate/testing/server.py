@@ -17,7 +17,7 @@ from typing import IO, Any
 import uvicorn
 
 from estate.api import create_api
-from estate.app import App, Wiring, bootstrap
+from estate.app import App, Caller, Wiring, bootstrap
 from estate.testing.services import free_port, http_get, stop_process
 
 STARTUP_TIMEOUT = 60.0
@@ -106,6 +106,26 @@ def serve_in_process(environ: Mapping[str, str], log_path: Path) -> ProcessServe
         running.stop()
         raise RuntimeError(f"estate server did not start; its log:\n{running.log_tail()}") from None
     return running
+
+
+#: What an operator at the keyboard of the server's machine is: trusted (embedded), like `estate token create`.
+AT_THE_MACHINE = Caller("local:test")
+
+
+def token_for(environ: Mapping[str, str], user: str, groups: tuple[str, ...] = (), estate: Path | None = None) -> str:
+    """An API token for `user`, created as an admin bootstraps one: embedded, on the store's machine. With
+    `estate`, that estate-as-code (its `access:` bindings) is applied first the same way."""
+    app = bootstrap(environ)
+    try:
+        if estate is not None:
+            app.inventory.apply(AT_THE_MACHINE, estate, dry_run=False, prune=False, force=False)
+        return app.identity.create_token(AT_THE_MACHINE, user, groups=groups).token
+    finally:
+        app.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _wait_ready(url: str, alive: Any) -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -94,6 +94,7 @@ class PrometheusServer:
     binary: str
     workdir: Path
     targets: Sequence[str]
+    bearer_targets: Mapping[str, str] = field(default_factory=dict)  # target -> token (e.g. Estate's /metrics)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
@@ -105,9 +106,14 @@ class PrometheusServer:
     def start(self) -> PrometheusServer:
         config = self.workdir / "prometheus.yml"
         targets = json.dumps(list(self.targets))
+        jobs = f"  - job_name: estate-test\n    static_configs: [{{targets: {targets}}}]\n"
+        for n, (target, token) in enumerate(self.bearer_targets.items()):
+            jobs += (
+                f"  - job_name: estate-test-{n}\n    authorization: {{credentials: {json.dumps(token)}}}\n"
+                f"    static_configs: [{{targets: [{json.dumps(target)}]}}]\n"
+            )
         config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}\n"
-            f"scrape_configs:\n  - job_name: estate-test\n    static_configs: [{{targets: {targets}}}]\n",
+            f"global: {{scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n{jobs}",
             encoding="utf-8",
         )
         for _attempt in range(3):  # the free port may be taken between choosing and binding it

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from estate.api.deps import Reader
 from estate.app.views.events import ReadinessView
 
 router = APIRouter(tags=["health"])
@@ -35,6 +36,7 @@ def readyz(request: Request) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "metrics"}},
 )
-def metrics(request: Request) -> Response:
-    """Prometheus exposition: the estate (from the store) and this server's HTTP requests."""
+def metrics(request: Request, _who: Reader) -> Response:
+    """Prometheus exposition: the estate (from the store) and this server's HTTP requests (authenticated:
+    Prometheus scrapes with `authorization: {credentials: <token>}`)."""
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -22,3 +22,17 @@ class TokenView(View):
 
 class IssuedTokenView(TokenView):
     token: str  # shown once: store it now (e.g. `estate login`); Estate keeps only a hash
+
+
+class GrantView(View):
+    role: str
+    scope: str  # "everywhere", or the projects and env types it covers
+
+
+class WhoAmIView(View):
+    """The subject a request authenticated as, and what its bindings grant it."""
+
+    subject: str
+    auth: str  # local | token | oidc
+    groups: list[str]
+    grants: list[GrantView]
