@@ -28,8 +28,9 @@ from estate.app.views.events import EventView
 PREFIX = "/api/v1"
 
 
-def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The API on `app` (bootstrapped with `Wiring(hosted=True)`); its lifespan starts and stops the engine."""
+def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES, auth_failures_per_minute: int = 10) -> FastAPI:
+    """The API on `app` (bootstrapped with `Wiring(hosted=True)`); its lifespan starts and stops the engine.
+    An address with more than `auth_failures_per_minute` failed authentications gets 429 for a while."""
     hosting = Hosting(app)
 
     @asynccontextmanager
@@ -57,7 +58,7 @@ def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     api.state.hosting = hosting
     api.state.registry = registry
     api.state.stopping = threading.Event()
-    api.state.auth_throttle = AuthThrottle()
+    api.state.auth_throttle = AuthThrottle(limit=auth_failures_per_minute, window=60.0)
     problems.install(api)
     for router in (inventory, deployments, rollouts, audit, jobs, events):  # every route: an authenticated reader
         api.include_router(router.router, prefix=PREFIX, dependencies=[Depends(reader)])

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from estate.api.deps import Reader
+from estate.api.problems import documented
 from estate.app.views.events import ReadinessView
 
 router = APIRouter(tags=["health"])
@@ -34,7 +35,10 @@ def readyz(request: Request) -> JSONResponse:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "metrics"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "metrics"},
+        **documented(401, 403, 429),
+    },
 )
 def metrics(request: Request, _who: Reader) -> Response:
     """Prometheus exposition: the estate (from the store) and this server's HTTP requests (authenticated:
