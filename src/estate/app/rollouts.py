@@ -81,7 +81,15 @@ class Rollouts:
         ]
 
     def state(self, rollout_id: str) -> RolloutState:
+        """The whole state, every environment included (status reads less: see `status`)."""
         return self.rollouts.state(rollout_id)
+
+    def wave_number(self, rollout_id: str, wave: str) -> int:
+        """A wave of the rollout's plan, by 1-based number or name (InputError naming the waves if none)."""
+        return self._outline(rollout_id).plan.wave_number(wave)
+
+    def _outline(self, rollout_id: str) -> RolloutState:
+        return self.rollouts.outline(rollout_id).state
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -152,8 +160,9 @@ class Rollouts:
                 actor=caller.subject,
                 now=now,
                 build=build,
-                preflight=preview.model_dump(mode="json"),
+                preflight=pf.summary(preview),
                 created=created,
+                plans=pf.plans(preview),
             )
             attempt.target = f"rollout:{state.id}"
             attempt.details.update(module=module, version=version)
@@ -190,7 +199,7 @@ class Rollouts:
         return self._command(caller, rollout_id, ev.Promote(caller.subject), follow=follow)
 
     def approve(self, caller: Caller, rollout_id: str, *, override: bool = False, follow: bool = True) -> RolloutView:
-        roles = self._approval_roles(self.store.load_estate(), self.state(rollout_id), caller.subject)
+        roles = self._approval_roles(self.store.load_estate(), self._outline(rollout_id), caller.subject)
         return self._command(caller, rollout_id, ev.Approve(caller.subject, override, roles), follow=follow)
 
     def pause(self, caller: Caller, rollout_id: str, *, follow: bool = True) -> RolloutView:
@@ -205,7 +214,7 @@ class Rollouts:
     def rollback(self, caller: Caller, rollout_id: str, *, wave: str | None = None, follow: bool = True) -> RolloutView:
         """Roll a wave (default: the current one; a number or a name) back, each environment to its own
         previous version."""
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rollback(caller.subject, number), follow=follow)
 
     def rerun(
@@ -217,7 +226,7 @@ class Rollouts:
         only_failed: bool = False,
         follow: bool = True,
     ) -> RolloutView:
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rerun(caller.subject, number, only_failed), follow=follow)
 
     def retarget(
@@ -233,12 +242,13 @@ class Rollouts:
     ) -> tuple[RolloutView, builtins.list[str]]:
         """Preflight `version` on the rollout's targets, then retarget it like any other command; also returns
         the preflight's warnings."""
-        state = self.state(rollout_id)
+        state = self._outline(rollout_id)
         estate = self.store.load_estate()
         with self.audit.attempt(caller, "rollout retarget --preflight", f"rollout:{rollout_id}", {"version": version}):
             found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
             preview = self._planned(caller, estate, state.module, version, state.plan, found, preflight, progress)
             warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)
+            self.rollouts.link_plans(rollout_id, version, pf.plans(preview))
         view = self._command(caller, rollout_id, ev.Retarget(caller.subject, version), follow=follow)
         return view, warnings
 
@@ -307,6 +317,6 @@ class Rollouts:
         host.run(rollouts, until=(lambda h: h.all_settled()) if once else None, tolerate=not once)
         seen = set(rollouts or []) | set(host.drivers) | set(host.elsewhere) | host.ended
         return {
-            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else str(self.state(r).phase)
+            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else self.rollouts.record(r).phase
             for r in sorted(seen)
         }

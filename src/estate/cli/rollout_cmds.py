@@ -195,7 +195,7 @@ def status_cmd(
     On a large rollout, page through it: estate rollout status R --state failed --limit 50
     """
     rollouts = get_context().app.rollouts
-    number = None if wave is None else rollouts.state(rollout).plan.wave_number(wave)
+    number = None if wave is None else rollouts.wave_number(rollout, wave)
     query = EnvQuery(wave=number, state=state, limit=limit, after=after, summary=summary)
     view = rollouts.status(rollout, query=query)
     if not watch or output is Format.JSON:

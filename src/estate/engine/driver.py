@@ -19,6 +19,7 @@ from typing import Any
 from estate.domain import rollout_events as ev
 from estate.domain.deployments import Deployment, DeploymentStatus
 from estate.domain.gate_eval import Sample, subjects
+from estate.domain.ids import EnvRef
 from estate.domain.rollout import Decision, decide, decide_observations, outstanding
 from estate.domain.rollout_events import SubjectKind
 from estate.domain.rollout_state import RolloutPhase, RolloutState
@@ -133,6 +134,7 @@ class RolloutDriver:
         entries: list[LogEntry] = []
         transitions: list[ev.Transition] = []
         outcomes: dict[int, str] = {}
+        touched: set[EnvRef] = set()
         for command_id, command in commands:
             decision = decide(state, command, now)
             outcomes[command_id] = decision.refused or "ok"
@@ -140,10 +142,13 @@ class RolloutDriver:
             kind = "refused" if decision.refused else "command"
             entries.append(LogEntry(kind, summary, command.actor, {"command": type(command).__name__}))
             state = _absorb(decision, actions, entries, transitions)
+            touched |= decision.touched
         if events:
-            state = _absorb(decide_observations(state, events, now), actions, entries, transitions)
+            decision = decide_observations(state, events, now)
+            state = _absorb(decision, actions, entries, transitions)
+            touched |= decision.touched
         if commands or events:
-            self.session.save(state, entries, outcomes, now)
+            self.session.save(state, entries, outcomes, now, touched)
             for entry in entries:
                 self.cfg.on_log(self.id, entry.summary)
             for t in transitions:

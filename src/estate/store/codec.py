@@ -112,9 +112,9 @@ def _build(hint: Any) -> Codec:
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint
     if isinstance(hint, type) and hasattr(hint, "from_items") and hasattr(hint, "item_type"):
-        items = _decoder(hint.item_type)
+        item = _decoder(hint.item_type)
         build = hint.from_items
-        return lambda data: build(map(items, data))
+        return lambda data: build(map(item, data))
     if hint is datetime:
         return datetime.fromisoformat
     if origin is tuple:
