@@ -67,6 +67,7 @@ class RolloutDriver:
         self.redo: list[ev.StartDeployment] = []  # interrupted runs to redo as new deployments
         self._resource_type: str | None = None
         self._renewed_at: datetime | None = None
+        self._inbox_read_at: datetime | None = None
         self._on_done: Callable[[Future[Any]], object] = lambda future: None
         self.state: RolloutState | None = None
 
@@ -114,10 +115,14 @@ class RolloutDriver:
 
     # -- one turn ------------------------------------------------------------------------------
 
-    def turn(self, now: datetime) -> RolloutState:
-        """Decide on everything that arrived, persist, act. Never blocks on Terraform or Prometheus."""
+    def turn(self, now: datetime, *, poked: bool = True) -> RolloutState:
+        """Decide on everything that arrived, persist, act. Never blocks on Terraform or Prometheus. The inbox
+        is read when `poked` (a command was queued in this process) or every `poll_seconds`."""
         self._renew(now)
-        commands = self.session.commands()
+        commands: list[tuple[int, ev.Command]] = []
+        if poked or self._inbox_read_at is None or (now - self._inbox_read_at).total_seconds() >= self.cfg.poll_seconds:
+            commands = self.session.commands()
+            self._inbox_read_at = now
         events: list[ev.Observation] = [*self.inbox, *self._finished(), *self._due(now)]
         self.inbox = []
         state, actions = self._decide(commands, events, now)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -42,6 +43,8 @@ class EngineHost:
         self.ended: set[str] = set()  # rollouts this host saw end
         self._discovered_at: datetime | None = None
         self._beat_at: datetime | None = None
+        self._poked = True  # a command may wait in the inbox: read it in the next turn
+        self._turned_at = 0.0  # time.monotonic() when the last round of turns began
 
     def drive(self, rollout_id: str) -> RolloutState | None:
         """Drive one rollout until it needs a human or ends; None when another engine drives it."""
@@ -64,6 +67,7 @@ class EngineHost:
 
     def poke(self) -> None:
         """Something was queued for a rollout: look now instead of at the next poll."""
+        self._poked = True
         self.wake.set()
 
     def run(
@@ -79,8 +83,10 @@ class EngineHost:
                 now = self.cfg.now()
                 self._beat(now)
                 self._adopt(rollouts, now, pool, sampling, tolerate)
+                poked, self._poked = self._poked, False
+                self._turned_at = time.monotonic()
                 for driver in list(self.drivers.values()):
-                    self._turn(driver, now, tolerate)
+                    self._turn(driver, now, tolerate, poked)
                 if until is not None and until(self):
                     return
                 if rollouts is not None and not self.drivers and set(rollouts) <= set(self.elsewhere) | self.ended:
@@ -93,9 +99,9 @@ class EngineHost:
             pool.shutdown()
             self._stop_beating()
 
-    def _turn(self, driver: RolloutDriver, now: datetime, tolerate: bool) -> None:
+    def _turn(self, driver: RolloutDriver, now: datetime, tolerate: bool, poked: bool) -> None:
         try:
-            driver.turn(now)
+            driver.turn(now, poked=poked)
         except LeaseHeld as held:
             log.warning("rollout %s: another engine took over (%s)", driver.id, held.holder)
             self.drivers.pop(driver.id)
@@ -164,6 +170,11 @@ class EngineHost:
             return
         if any(d.in_flight() for d in self.drivers.values()):
             self.wake.wait(timeout)
+            # Results come one at a time: let those of a burst gather, so one turn (one transaction) decides
+            # on many. A deployment takes seconds; this costs a rollout nothing it would notice.
+            gather = self._turned_at + self.cfg.batch_seconds - time.monotonic()
+            if gather > 0 and not self._poked:
+                time.sleep(gather)
         else:
             self.cfg.sleep(timeout)
         self.wake.clear()
