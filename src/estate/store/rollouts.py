@@ -13,7 +13,8 @@ the caller.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -338,42 +339,20 @@ class RolloutSession:
         now: datetime,
         touched: Collection[EnvRef] = (),
     ) -> None:
-        """Persist the new state, its log and the commands' outcomes in one transaction. Only the environments
-        in `touched` (the decisions' `touched`) are compared with the last saved state and written."""
+        """Persist the new state, its log and the commands' outcomes in one transaction (see `RolloutTurn.save`)."""
+        with self.turn() as turn:
+            turn.save(state, log, outcomes, now, touched)
+
+    @contextmanager
+    def turn(self) -> Iterator[RolloutTurn]:
+        """One transaction for an engine turn's writes: the deployments it starts and the state that says so."""
         assert self._revision is not None and self._state is not None, "state() first"
-        old = self._state
-        changed = [e for e in (state.env(r) for r in touched) if e is not None and e != old.env(e.env)]
-        waves = [w for w, was in zip(state.waves, old.waves, strict=True) if w is not was or _moved(state, old, w)]
         with self.store.begin() as conn:
-            done = conn.execute(
-                update(rollouts)
-                .where(rollouts.c.id == self.id, rollouts.c.revision == self._revision)
-                .values(
-                    state=_head(state),
-                    phase=str(state.phase),
-                    target_version=state.version,
-                    revision=self._revision + 1,
-                    updated_at=now,
-                )
-            )
-            if done.rowcount != 1:
-                raise StaleRevision(f"rollout {self.id} changed underneath (revision {self._revision})")
-            if waves:
-                w = rollout_waves
-                query = update(w).where(w.c.rollout_id == self.id, w.c.number == bindparam("b_number"))
-                conn.execute(query, [{"b_number": x.number, **_wave_row(state, x)} for x in waves])
-            if changed:
-                t = rollout_envs
-                query = update(t).where(t.c.rollout_id == self.id, t.c.position == bindparam("b_position"))
-                positions = state.envs.position
-                conn.execute(query, [{"b_position": positions(e.env), **_env_values(e)} for e in changed])
-            _append(conn, self.id, log, now)
-            for command_id, outcome in outcomes.items():
-                conn.execute(
-                    update(rollout_inbox).where(rollout_inbox.c.id == command_id).values(done_at=now, outcome=outcome)
-                )
-        self._revision += 1
-        self._state = state
+            turn = RolloutTurn(self, conn)
+            yield turn
+        if turn.saved is not None:
+            self._revision += 1
+            self._state = turn.saved
 
     def acquire(self, holder: str, now: datetime, ttl: timedelta) -> str | None:
         """None when `holder` holds the lease now; otherwise who does. A lease whose holder is gone (a dead
@@ -402,39 +381,9 @@ class RolloutSession:
         now: datetime,
         create: bool = True,
     ) -> list[tuple[ev.StartDeployment, Deployment | None]]:
-        """The deployment of each action, in one transaction: the one already made for its key, or (if
-        `create`) a new one, made after pinning the environment to the action's version and linked to the key
-        before anyone can run it. A deployment whose process died is marked interrupted and redone as a new,
-        linked deployment. None where there is none and none may be created (after an abort)."""
+        """`RolloutTurn.prepare` in a transaction of its own."""
         with self.store.begin() as conn:
-            linked = _linked(conn, [a.key for a in actions])
-            found: dict[str, Deployment] = {}
-            redo: list[ev.StartDeployment] = []
-            replaced: dict[str, int] = {}
-            for action in actions:
-                dep = linked.get(action.key)
-                if dep is not None and dep.status.is_active and holders.is_gone(conn, dep.holder, now):
-                    dep = deps.transition(conn, dep.id, DeploymentStatus.INTERRUPTED, now, _gone(dep.holder))
-                if dep is not None and dep.status is DeploymentStatus.INTERRUPTED:
-                    replaced[action.key] = dep.id
-                    redo.append(action)
-                elif dep is not None:
-                    found[action.key] = dep
-                elif create:
-                    redo.append(action)
-            if redo:
-                pins = [_pin(a, resource_type) for a in redo if a.key not in replaced]
-                _set_pins(conn, self.id, pins)
-                estate = self.store.graph_estate(conn, [a.env for a in redo])
-                plans = _plans(conn, self.id, redo)
-                for action in redo:
-                    new = _new_deployment(estate, action, self.id, holder, plans.get(action.key))
-                    dep = deps.insert_deployment(conn, new, now)
-                    if action.key in replaced:
-                        deps.mark_retried(conn, replaced[action.key], dep.id)
-                    found[action.key] = dep
-                _link(conn, self.id, {a.key: found[a.key].id for a in redo})
-        return [(a, found.get(a.key)) for a in actions]
+            return RolloutTurn(self, conn).prepare(actions, resource_type, holder=holder, now=now, create=create)
 
     def finalize(self, action: ev.Finalize) -> list[str]:
         """Move the global rule to the target version and fold away the pins it now implies; returns why
@@ -453,6 +402,104 @@ class RolloutSession:
             folding = fold_pins(estate.rules, estate.environments, f"rollout:{self.id}", final)
             _delete_rules(conn, [rule_slot(p) for p in folding.folded])
         return list(folding.kept)
+
+
+class RolloutTurn:
+    """The writes of one engine turn, in the transaction `RolloutSession.turn` holds: a crash leaves all of them
+    or none (the deployments a turn creates and the state that links its environments to them)."""
+
+    def __init__(self, session: RolloutSession, conn: Connection) -> None:
+        self.session = session
+        self.conn = conn
+        self.saved: RolloutState | None = None
+
+    def save(
+        self,
+        state: RolloutState,
+        log: Sequence[LogEntry],
+        outcomes: Mapping[int, str],
+        now: datetime,
+        touched: Collection[EnvRef] = (),
+    ) -> None:
+        """Write the new state (optimistic revision: StaleRevision if someone else saved since), its log and
+        the commands' outcomes. Only the environments in `touched` (the decisions' `touched`) are compared
+        with the last saved state and written, and only the waves that changed."""
+        session, conn = self.session, self.conn
+        old, revision = session._state, session._revision
+        assert old is not None and revision is not None
+        changed = [e for e in (state.env(r) for r in touched) if e is not None and e != old.env(e.env)]
+        waves = [w for w, was in zip(state.waves, old.waves, strict=True) if w is not was or _moved(state, old, w)]
+        done = conn.execute(
+            update(rollouts)
+            .where(rollouts.c.id == session.id, rollouts.c.revision == revision)
+            .values(
+                state=_head(state),
+                phase=str(state.phase),
+                target_version=state.version,
+                revision=revision + 1,
+                updated_at=now,
+            )
+        )
+        if done.rowcount != 1:
+            raise StaleRevision(f"rollout {session.id} changed underneath (revision {revision})")
+        if waves:
+            w = rollout_waves
+            query = update(w).where(w.c.rollout_id == session.id, w.c.number == bindparam("b_number"))
+            conn.execute(query, [{"b_number": x.number, **_wave_row(state, x)} for x in waves])
+        if changed:
+            t = rollout_envs
+            query = update(t).where(t.c.rollout_id == session.id, t.c.position == bindparam("b_position"))
+            positions = state.envs.position
+            conn.execute(query, [{"b_position": positions(e.env), **_env_values(e)} for e in changed])
+        _append(conn, session.id, log, now)
+        for command_id, outcome in outcomes.items():
+            conn.execute(
+                update(rollout_inbox).where(rollout_inbox.c.id == command_id).values(done_at=now, outcome=outcome)
+            )
+        self.saved = state
+
+    def prepare(
+        self,
+        actions: Sequence[ev.StartDeployment],
+        resource_type: str,
+        *,
+        holder: str,
+        now: datetime,
+        create: bool = True,
+    ) -> list[tuple[ev.StartDeployment, Deployment | None]]:
+        """The deployment of each action: the one already made for its key, or (if `create`) a new one, made
+        after pinning the environment to the action's version and linked to the key before anyone can run it. A
+        deployment whose process died is marked interrupted and redone as a new, linked deployment. None where
+        there is none and none may be created (after an abort)."""
+        conn, rollout_id = self.conn, self.session.id
+        linked = _linked(conn, [a.key for a in actions])
+        found: dict[str, Deployment] = {}
+        redo: list[ev.StartDeployment] = []
+        replaced: dict[str, int] = {}
+        for action in actions:
+            dep = linked.get(action.key)
+            if dep is not None and dep.status.is_active and holders.is_gone(conn, dep.holder, now):
+                dep = deps.transition(conn, dep.id, DeploymentStatus.INTERRUPTED, now, _gone(dep.holder))
+            if dep is not None and dep.status is DeploymentStatus.INTERRUPTED:
+                replaced[action.key] = dep.id
+                redo.append(action)
+            elif dep is not None:
+                found[action.key] = dep
+            elif create:
+                redo.append(action)
+        if redo:
+            pins = [_pin(a, resource_type) for a in redo if a.key not in replaced]
+            _set_pins(conn, rollout_id, pins)
+            estate = self.session.store.graph_estate(conn, [a.env for a in redo])
+            plans = _plans(conn, rollout_id, redo)
+            for action in redo:
+                new = _new_deployment(estate, action, rollout_id, holder, plans.get(action.key))
+                dep = deps.insert_deployment(conn, new, now)
+                if action.key in replaced:
+                    deps.mark_retried(conn, replaced[action.key], dep.id)
+                found[action.key] = dep
+            _link(conn, rollout_id, {a.key: found[a.key].id for a in redo})
+        return [(a, found.get(a.key)) for a in actions]
 
 
 def _plans(conn: Connection, rollout_id: str, actions: Sequence[ev.StartDeployment]) -> dict[str, int]:
