@@ -312,6 +312,17 @@ class _Run:
             return None, f"deployment {plan_id} was planned by {plan.tool_version}, not {toolchain}"
         if not path.is_file():
             return None, f"the saved plan of deployment {plan_id} is gone (applied or discarded)"
+        # Terraform calls a plan stale only if the state it was made from existed: a plan made from no state
+        # would be applied over whatever was deployed since. Any run of ours since the plan makes it stale.
+        since = [
+            d
+            for d in self.repo.list(self.dep.env, limit=20)
+            if plan_id < d.id != self.dep.id
+            and d.kind is not DeploymentKind.PLAN
+            and any(t.status is DeploymentStatus.PLANNING for t in d.transitions)
+        ]
+        if since:
+            return None, f"deployment {since[0].id} ran after deployment {plan_id} planned it"
         return path, ""
 
     def applying(self, collector: Collector) -> Callable[[TerraformEvent, Raw], None]:
