@@ -204,7 +204,8 @@ class RolloutDriver:
         found = [(a, prepared[a.key]) for a in actions if a.key in prepared]
         rest = [a for a in actions if a.key not in prepared]
         if rest:
-            found += self.session.prepare(rest, self._resource(state), **self._prepare_options(state, now))
+            with self.session.turn() as tx:  # deployments of a crashed run's actions, nothing to save
+                found += tx.prepare(rest, self._resource(state), **self._prepare_options(state, now))
         for action, dep in found:
             if dep is None:
                 self.inbox.append(

@@ -331,18 +331,6 @@ class RolloutSession:
         with self.store.connect() as conn:
             return [(i, decode(ev.Command, c)) for i, c in conn.execute(query)]
 
-    def save(
-        self,
-        state: RolloutState,
-        log: Sequence[LogEntry],
-        outcomes: Mapping[int, str],
-        now: datetime,
-        touched: Collection[EnvRef] = (),
-    ) -> None:
-        """Persist the new state, its log and the commands' outcomes in one transaction (see `RolloutTurn.save`)."""
-        with self.turn() as turn:
-            turn.save(state, log, outcomes, now, touched)
-
     @contextmanager
     def turn(self) -> Iterator[RolloutTurn]:
         """One transaction for an engine turn's writes: the deployments it starts and the state that says so."""
@@ -371,19 +359,6 @@ class RolloutSession:
     def release(self, holder: str) -> None:
         with self.store.begin() as conn:
             leases.release(conn, lease_name(self.id), holder)
-
-    def prepare(
-        self,
-        actions: Sequence[ev.StartDeployment],
-        resource_type: str,
-        *,
-        holder: str,
-        now: datetime,
-        create: bool = True,
-    ) -> list[tuple[ev.StartDeployment, Deployment | None]]:
-        """`RolloutTurn.prepare` in a transaction of its own."""
-        with self.store.begin() as conn:
-            return RolloutTurn(self, conn).prepare(actions, resource_type, holder=holder, now=now, create=create)
 
     def finalize(self, action: ev.Finalize) -> list[str]:
         """Move the global rule to the target version and fold away the pins it now implies; returns why
