@@ -196,6 +196,7 @@ def deployment_view(d: Deployment) -> DeploymentView:
             destructive=_changes(s.destructive),
             drift=_changes(s.drift),
         ),
+        plan_source=d.plan_source,
         outputs={k: v.display() for k, v in sorted(d.outputs.items())},
     )
 

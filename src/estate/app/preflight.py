@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 from estate.app.progress import Progress
 from estate.app.views.rollouts import EnvPreviewView, PreviewView, WavePreviewView
@@ -138,6 +139,44 @@ def _env_preview(ref: EnvRef, current: str, dep: Deployment) -> EnvPreviewView:
         destructive=[f"{c.action} {c.address}" for c in summary.destructive],
         deployment_id=dep.id,
     )
+
+
+LISTED = 20  # entries of each list a stored preflight summary keeps
+
+
+def summary(preview: PreviewView) -> dict[str, Any]:
+    """What the rollout row keeps of a preview: per wave, how many environments and the totals of their plans;
+    the first entries of each list and their counts. Each environment's plan is its own deployment, linked
+    from the rollout's environment (`plans`)."""
+    waves = [
+        {
+            "number": w.number,
+            "name": w.name,
+            "environments": len(w.envs),
+            **{k: sum(getattr(e, k) for e in w.envs) for k in ("add", "change", "destroy")},
+        }
+        for w in preview.waves
+    ]
+    lists = {k: getattr(preview, k) for k in ("uncovered", "destructive", "errors")}
+    return {
+        "module": preview.module,
+        "version": preview.version,
+        "plan": preview.plan,
+        "planned": preview.planned,
+        "waves": waves,
+        **{k: v[:LISTED] for k, v in lists.items()},
+        **{f"{k}_count": len(v) for k, v in lists.items()},
+    }
+
+
+def plans(preview: PreviewView) -> dict[EnvRef, int]:
+    """`env -> the plan deployment whose saved plan a deploy of the preview's version may apply`."""
+    return {
+        EnvRef.parse(e.env): e.deployment_id
+        for w in preview.waves
+        for e in w.envs
+        if e.deployment_id is not None and e.error is None
+    }
 
 
 def check(preview: PreviewView, plan: RolloutPlan, *, allow_destroy: bool) -> list[str]:

@@ -79,11 +79,15 @@ class Rollouts:
         return _summary(self.rollouts.record(rollout_id))
 
     def state(self, rollout_id: str) -> RolloutState:
+        """The whole state, every environment included (status reads less: see `status`)."""
         return self.rollouts.state(rollout_id)
 
     def wave_number(self, rollout_id: str, wave: str) -> int:
-        """The 1-based number of a wave of the rollout given by its number or its name."""
-        return self.state(rollout_id).plan.wave_number(wave)
+        """A wave of the rollout's plan, by 1-based number or name (InputError naming the waves if none)."""
+        return self._outline(rollout_id).plan.wave_number(wave)
+
+    def _outline(self, rollout_id: str) -> RolloutState:
+        return self.rollouts.outline(rollout_id).state
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -156,8 +160,9 @@ class Rollouts:
                 actor=caller.subject,
                 now=now,
                 build=build,
-                preflight=preview.model_dump(mode="json"),
+                preflight=pf.summary(preview),
                 created=created,
+                plans=pf.plans(preview),
             )
             attempt.target = f"rollout:{state.id}"
             attempt.details.update(module=module, version=version)
@@ -237,13 +242,15 @@ class Rollouts:
     ) -> tuple[RolloutView, builtins.list[str]]:
         """Preflight `version` on the rollout's targets, then retarget it like any other command; also returns
         the preflight's warnings."""
-        state = self.state(rollout_id)
+        state = self._outline(rollout_id)
         estate = self.store.load_estate()
         with self.audit.attempt(caller, "rollout retarget --preflight", f"rollout:{rollout_id}", {"version": version}):
-            self.access.require(caller, Action.OPERATE, [e.env for e in state.envs])
+            retarget = ev.Retarget(caller.subject, version)
+            self.access.require(caller, Action.OPERATE, acts_on(self.state(rollout_id), retarget))
             found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
             preview = self._planned(caller, estate, state.module, version, state.plan, found, preflight, progress)
             warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)
+            self.rollouts.link_plans(rollout_id, version, pf.plans(preview))
         view = self._command(caller, rollout_id, ev.Retarget(caller.subject, version), follow=follow)
         return view, warnings
 
@@ -311,7 +318,7 @@ class Rollouts:
         host.run(rollouts, until=(lambda h: h.all_settled()) if once else None, tolerate=not once)
         seen = set(rollouts or []) | set(host.drivers) | set(host.elsewhere) | host.ended
         return {
-            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else str(self.state(r).phase)
+            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else self.rollouts.record(r).phase
             for r in sorted(seen)
         }
 

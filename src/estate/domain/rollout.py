@@ -135,12 +135,14 @@ class Decision:
     """The outcome of one event: the new state, what to do, what to log, or why it was refused.
 
     For an observation, `refused` means it was ignored as stale (a deployment or gate evaluation the
-    state no longer waits for)."""
+    state no longer waits for). `touched` names the environments whose record may differ from the old
+    state's: all a store has to write besides the rollout's own small record."""
 
     state: RolloutState
     actions: tuple[Action, ...] = ()
     log: tuple[Transition, ...] = ()
     refused: str | None = None
+    touched: frozenset[EnvRef] = frozenset()
 
 
 def decide(state: RolloutState, event: Event, now: datetime) -> Decision:
@@ -151,11 +153,17 @@ def decide(state: RolloutState, event: Event, now: datetime) -> Decision:
     refusal = _HANDLERS[type(event)](draft, event)
     if refusal is not None:
         return Decision(state, refused=refusal)
-    if isinstance(event, COMMANDS) and draft.state == state:  # the command's effect already holds
+    if isinstance(event, COMMANDS) and _unchanged(draft, state):  # the command's effect already holds
         return Decision(state)
     settle(draft, retry_gate=isinstance(event, Tick))
     sync_phase(draft, state.phase)
-    return Decision(draft.state, tuple(draft.actions), tuple(draft.log))
+    return Decision(draft.state, tuple(draft.actions), tuple(draft.log), touched=frozenset(draft.touched))
+
+
+def _unchanged(draft: Draft, state: RolloutState) -> bool:
+    """`draft.state == state`, comparing only the environments the draft touched."""
+    new = draft.state
+    return replace(new, envs=state.envs) == state and all(new.env(r) == state.env(r) for r in draft.touched)
 
 
 def decide_observations(state: RolloutState, events: Sequence[Observation], now: datetime) -> Decision:
@@ -176,7 +184,8 @@ def decide_observations(state: RolloutState, events: Sequence[Observation], now:
             refusals.append(refusal)
     settle(draft, retry_gate=any(isinstance(e, Tick) for e in events))
     sync_phase(draft, state.phase)
-    return Decision(draft.state, tuple(draft.actions), tuple(draft.log), "\n".join(refusals) or None)
+    refused = "\n".join(refusals) or None
+    return Decision(draft.state, tuple(draft.actions), tuple(draft.log), refused, frozenset(draft.touched))
 
 
 def outstanding(state: RolloutState) -> tuple[Action, ...]:
@@ -189,7 +198,7 @@ def outstanding(state: RolloutState) -> tuple[Action, ...]:
     gate = gate_action(state, state.current_wave) if state.phase not in FROZEN else None
     if gate is not None:
         actions.append(gate)
-    actions += [retry_wake(state, e) for e in state.envs_of(state.current) if e.key is None and e.retry_at is not None]
+    actions += [retry_wake(state, e) for e in state.envs.waiting() if e.wave == state.current and e.key is None]
     if state.phase is Phase.COMPLETED:
         actions.append(finalize_action(state))
     return tuple(actions)
@@ -384,7 +393,7 @@ def _deployment_started(d: Draft, event: DeploymentStarted) -> str | None:
     if env is None or env.key != event.key:
         return f"stale: no deployment {event.key} is in flight for {event.env}"
     if env.deployment_id != event.deployment_id:
-        d.env_to(env, env.status, deployment_id=event.deployment_id)
+        d.put_env(replace(env, deployment_id=event.deployment_id))
     return None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from estate.domain.deployments import DeploymentKind
 from estate.domain.gate_eval import Verdict
+from estate.domain.ids import EnvRef
 from estate.domain.plans import BakeGate, OnFailure, PrometheusGate
 from estate.domain.rollout_events import (
     ROLLOUT,
@@ -84,6 +85,7 @@ class Draft:
         self.actor = actor
         self.actions: list[Action] = []
         self.log: list[Transition] = []
+        self.touched: set[EnvRef] = set()  # environments whose record was replaced
 
     def note(self, subject: Subject, before: str, after: str, reason: str = "") -> None:
         self.log.append(Transition(self.now, subject, before, after, reason, self.actor))
@@ -102,7 +104,13 @@ class Draft:
     def env_to(self, env: EnvState, status: EnvStatus, why: str = "", **changes: Any) -> None:
         if env.status != status:
             self.note(Subject(SubjectKind.ENV, env=env.env), env.status, status, why)
-        self.state = self.state.with_env(replace(env, status=status, **changes))
+        self.put_env(replace(env, status=status, **changes))
+
+    def put_env(self, env: EnvState) -> None:
+        state = self.state.with_env(env)
+        if state is not self.state:
+            self.touched.add(env.env)
+            self.state = state
 
 
 def approved(wave: WaveState) -> set[int]:
@@ -145,22 +153,22 @@ def _drive_approval(d: Draft, wave: WaveState) -> bool:
 
 
 def _drive_deploy(d: Draft, wave: WaveState) -> bool:
-    spec, envs = d.state.spec(wave.number), d.state.envs_of(wave.number)
-    failed = sum(1 for e in envs if e.status is EnvStatus.FAILED)  # errored environments never count
-    if failed > spec.failure_tolerance.allowed(len(envs)):
-        reason = f"{failed} of {len(envs)} environments failed (tolerance {spec.failure_tolerance})"
-        _on_failure(d, wave.number, reason)
+    n, spec, envs = wave.number, d.state.spec(wave.number), d.state.envs
+    total = len(wave.envs)
+    failed = envs.count(n, EnvStatus.FAILED)  # errored environments never count
+    if failed > spec.failure_tolerance.allowed(total):
+        reason = f"{failed} of {total} environments failed (tolerance {spec.failure_tolerance})"
+        _on_failure(d, n, reason)
         return True
-    in_flight = sum(1 for e in envs if e.status.in_flight)
-    errored = [e for e in envs if e.status is EnvStatus.ERRORED]
-    if errored:  # start nothing more; once the wave is quiet, a human decides
+    in_flight = d.state.in_flight(n)
+    if envs.count(n, EnvStatus.ERRORED):  # start nothing more; once the wave is quiet, a human decides
         if in_flight:
             return False
-        d.wave_to(wave.number, WavePhase.ERRORED, _errored_reason(errored))
+        errored = [e for e in d.state.envs_of(n) if e.status is EnvStatus.ERRORED]
+        d.wave_to(n, WavePhase.ERRORED, _errored_reason(errored))
         return True
-    pending = [e for e in envs if e.status is EnvStatus.PENDING]
-    ready = [e for e in pending if e.retry_at is None or e.retry_at <= d.now]
-    for env in ready[: max(max(spec.max_parallel, 1) - in_flight, 0)]:
+    pending = envs.count(n, EnvStatus.PENDING)
+    for env in envs.next_up(n, d.now, max(max(spec.max_parallel, 1) - in_flight, 0)):
         _start_deployment(d, env, DeploymentKind.DEPLOY)
     if pending or in_flight:
         return False
@@ -208,15 +216,10 @@ def _drive_rollback(d: Draft, wave: WaveState) -> bool:
     n, spec = wave.number, d.state.spec(wave.number)
     in_flight = d.state.in_flight(n)
     slots = max(max(spec.max_parallel, 1) - in_flight, 0)
-    ready = [r for r in wave.rollback_queue if _ready(d.state.env(r), d.now)]
-    starting = ready[:slots]
-    rest = tuple(r for r in wave.rollback_queue if r not in starting)
-    d.put_wave(replace(wave, rollback_queue=rest))
-    for ref in starting:
-        env = d.state.env(ref)
-        if env is not None:
-            _start_deployment(d, env, DeploymentKind.ROLLBACK)
-    if rest or in_flight or starting:
+    starting = d.state.envs.next_up(n, d.now, slots, rollback=True)
+    for env in starting:
+        _start_deployment(d, env, DeploymentKind.ROLLBACK)
+    if d.state.envs.queued(n) or in_flight or starting:
         return False
     stuck = [str(e.env) for e in d.state.envs_of(n) if e.changed]
     if stuck:
@@ -224,10 +227,6 @@ def _drive_rollback(d: Draft, wave: WaveState) -> bool:
     else:
         d.wave_to(n, WavePhase.ROLLED_BACK, wave.reason)
     return True
-
-
-def _ready(env: EnvState | None, now: datetime) -> bool:
-    return env is not None and (env.retry_at is None or env.retry_at <= now)
 
 
 def _start_deployment(d: Draft, env: EnvState, kind: DeploymentKind) -> None:
@@ -248,6 +247,7 @@ def _start_deployment(d: Draft, env: EnvState, kind: DeploymentKind) -> None:
         changed=env.changed or deploy,
         reason="",
         retry_at=None,
+        queued=False,
     )
     d.actions.append(StartDeployment(key, env.env, d.state.module, version, kind))
 
@@ -288,21 +288,20 @@ def begin_rollback(d: Draft, n: int, reason: str) -> None:
     (in-flight deploys join the queue when they end). On a wave already rolling back, this queues
     again the environments whose rollback failed, and changes nothing else."""
     wave, envs = d.state.wave(n), d.state.envs_of(n)
-    queue = tuple(e.env for e in envs if e.changed and not e.status.in_flight)
-    if wave.phase is WavePhase.ROLLING_BACK:
-        d.put_wave(replace(wave, rollback_queue=queue))
-        return
-    for env in envs:
-        if env.status is EnvStatus.PENDING and not env.changed:
-            d.env_to(env, EnvStatus.SKIPPED, "wave rolled back")
-    d.wave_to(n, WavePhase.ROLLING_BACK, reason, rollback_queue=queue, gate_index=None)
+    queue = [e for e in envs if e.changed and not e.status.in_flight]
+    if wave.phase is not WavePhase.ROLLING_BACK:
+        for env in envs:
+            if env.status is EnvStatus.PENDING and not env.changed:
+                d.env_to(env, EnvStatus.SKIPPED, "wave rolled back")
+    for env in queue:
+        queue_for_rollback(d, d.state.env(env.env) or env)
+    if wave.phase is not WavePhase.ROLLING_BACK:
+        d.wave_to(n, WavePhase.ROLLING_BACK, reason, gate_index=None)
 
 
 def queue_for_rollback(d: Draft, env: EnvState) -> None:
-    """`env` of a wave rolling back finished deploying: queue it, keeping the wave's order."""
-    wave = d.state.wave(env.wave)
-    queued = {*wave.rollback_queue, env.env}
-    d.put_wave(replace(wave, rollback_queue=tuple(r for r in wave.envs if r in queued)))
+    """`env` of a wave rolling back finished deploying: queue it (the queue keeps the wave's order)."""
+    d.put_env(replace(env, queued=True))
 
 
 def _next_gate(d: Draft, n: int) -> None:
@@ -341,8 +340,10 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
     """Make wave `n` current and start a fresh run of it (approval first when it has approval gates)."""
     wave = d.state.wave(n)
     for env in d.state.envs_of(n):
-        if not (only_failed and env.status is EnvStatus.SUCCEEDED):
-            d.env_to(env, EnvStatus.PENDING, reason="", retry_at=None, errors=0)
+        if only_failed and env.status is EnvStatus.SUCCEEDED:
+            d.put_env(replace(env, queued=False))
+        elif not _fresh(env):
+            d.env_to(env, EnvStatus.PENDING, reason="", retry_at=None, errors=0, queued=False)
     d.state = replace(d.state, current=n)
     fresh: dict[str, Any] = {
         "run": wave.run + 1,
@@ -354,7 +355,6 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
         "gates": (),
         "approvals": (),
         "overridden_by": None,
-        "rollback_queue": (),
     }
     d.put_wave(replace(wave, **fresh))
     if not wave.envs:
@@ -363,6 +363,11 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
         d.wave_to(n, WavePhase.AWAITING_APPROVAL)
     else:
         d.wave_to(n, WavePhase.DEPLOYING)
+
+
+def _fresh(env: EnvState) -> bool:
+    """Pending as a new wave run leaves it (checked first: entering a large wave rewrites nothing)."""
+    return env.status is EnvStatus.PENDING and not (env.reason or env.retry_at or env.errors or env.queued)
 
 
 def reset_after(d: Draft, n: int, reason: str) -> None:

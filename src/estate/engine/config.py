@@ -21,7 +21,8 @@ from estate.store import Store
 from estate.store.holders import process_identity
 
 LEASE_TTL = timedelta(seconds=30)
-POLL_SECONDS = 0.25  # how often an idle engine looks for queued commands
+POLL_SECONDS = 0.25  # how often an engine looks for commands queued by another process
+BATCH_SECONDS = 0.02  # at least this long between two turns of a host while deployments are in flight
 DISCOVER_SECONDS = 1.0  # how often an engine host looks for rollouts nobody drives
 
 
@@ -49,4 +50,5 @@ class EngineConfig:
     holder: str = field(default_factory=process_identity)
     lease_ttl: timedelta = LEASE_TTL
     poll_seconds: float = POLL_SECONDS
+    batch_seconds: float = BATCH_SECONDS  # results that arrive this close together are decided in one turn
     sleep: Callable[[float], None] = time.sleep  # idle waits; tests pass one that moves a fake clock

@@ -19,6 +19,7 @@ from typing import Any
 from estate.domain import rollout_events as ev
 from estate.domain.deployments import Deployment, DeploymentStatus
 from estate.domain.gate_eval import Sample, subjects
+from estate.domain.ids import EnvRef
 from estate.domain.rollout import Decision, decide, decide_observations, outstanding
 from estate.domain.rollout_events import SubjectKind
 from estate.domain.rollout_state import RolloutPhase, RolloutState
@@ -66,6 +67,8 @@ class RolloutDriver:
         self.redo: list[ev.StartDeployment] = []  # interrupted runs to redo as new deployments
         self._resource_type: str | None = None
         self._renewed_at: datetime | None = None
+        self._inbox_read_at: datetime | None = None
+        self._prepared: dict[str, Deployment | None] = {}  # action key -> deployment, made in this turn's save
         self._on_done: Callable[[Future[Any]], object] = lambda future: None
         self.state: RolloutState | None = None
 
@@ -113,43 +116,72 @@ class RolloutDriver:
 
     # -- one turn ------------------------------------------------------------------------------
 
-    def turn(self, now: datetime) -> RolloutState:
-        """Decide on everything that arrived, persist, act. Never blocks on Terraform or Prometheus."""
+    def turn(self, now: datetime, *, poked: bool = True) -> RolloutState:
+        """Decide on everything that arrived, persist, act. Never blocks on Terraform or Prometheus. The inbox
+        is read when `poked` (a command was queued in this process) or every `poll_seconds`."""
         self._renew(now)
-        commands = self.session.commands()
+        commands: list[tuple[int, ev.Command]] = []
+        if poked or self._inbox_read_at is None or (now - self._inbox_read_at).total_seconds() >= self.cfg.poll_seconds:
+            commands = self.session.commands()
+            self._inbox_read_at = now
         events: list[ev.Observation] = [*self.inbox, *self._finished(), *self._due(now)]
         self.inbox = []
-        state, actions = self._decide(commands, events, now)
+        turn = self._decide(commands, events, now)
         redo, self.redo = self.redo, []
-        self._perform(state, [*redo, *actions], now)
-        self.state = state
-        return state
+        running = {a.key for a in self.deployments.values()}
+        starts = [a for a in [*redo, *turn.actions] if isinstance(a, ev.StartDeployment) and a.key not in running]
+        if commands or events or starts:
+            self._persist(turn, starts, now)
+        self._perform(turn.state, [*redo, *turn.actions], now)
+        self.state = turn.state
+        return turn.state
 
     def _decide(
         self, commands: Sequence[tuple[int, ev.Command]], events: Sequence[ev.Observation], now: datetime
-    ) -> tuple[RolloutState, list[ev.Action]]:
-        state = self.session.state()
-        actions: list[ev.Action] = []
-        entries: list[LogEntry] = []
-        transitions: list[ev.Transition] = []
-        outcomes: dict[int, str] = {}
+    ) -> _Turn:
+        turn = _Turn(self.session.state())
         for command_id, command in commands:
-            decision = decide(state, command, now)
-            outcomes[command_id] = decision.refused or "ok"
+            decision = decide(turn.state, command, now)
+            turn.outcomes[command_id] = decision.refused or "ok"
             summary = describe(command) + (f": {decision.refused}" if decision.refused else "")
             kind = "refused" if decision.refused else "command"
-            entries.append(LogEntry(kind, summary, command.actor, {"command": type(command).__name__}))
-            state = _absorb(decision, actions, entries, transitions)
+            turn.entries.append(LogEntry(kind, summary, command.actor, {"command": type(command).__name__}))
+            turn.absorb(decision)
         if events:
-            state = _absorb(decide_observations(state, events, now), actions, entries, transitions)
-        if commands or events:
-            self.session.save(state, entries, outcomes, now)
-            for entry in entries:
-                self.cfg.on_log(self.id, entry.summary)
-            for t in transitions:
-                for observe in self.cfg.observers:
-                    observe(state, t)
-        return state, actions
+            turn.absorb(decide_observations(turn.state, events, now))
+        return turn
+
+    def _persist(self, turn: _Turn, starts: list[ev.StartDeployment], now: datetime) -> None:
+        """One transaction: create the deployments the turn starts, record their ids in the state (the
+        `DeploymentStarted` the machine would otherwise hear next turn) and save it. Then tell the log's
+        listeners."""
+        with self.session.turn() as tx:
+            if starts:
+                found = tx.prepare(starts, self._resource(turn.state), **self._prepare_options(turn.state, now))
+                self._prepared = {a.key: d for a, d in found}
+                started = [
+                    ev.DeploymentStarted(a.key, a.env, str(d.id))
+                    for a, d in found
+                    if d is not None and (e := turn.state.env(a.env)) is not None and e.deployment_id != str(d.id)
+                ]
+                if started:
+                    turn.absorb(decide_observations(turn.state, started, now))
+            tx.save(turn.state, turn.entries, turn.outcomes, now, turn.touched)
+        for entry in turn.entries:
+            self.cfg.on_log(self.id, entry.summary)
+        for t in turn.transitions:
+            for observe in self.cfg.observers:
+                observe(turn.state, t)
+
+    def _resource(self, state: RolloutState) -> str:
+        if self._resource_type is None:
+            self._resource_type = self.cfg.store.resource_type(state.module)
+        return self._resource_type
+
+    def _prepare_options(self, state: RolloutState, now: datetime) -> dict[str, Any]:
+        # After an abort nothing new starts: an action the crash cut short before its deployment existed
+        # is reported as never started instead of being performed now.
+        return {"holder": self.cfg.holder, "now": now, "create": state.phase is not RolloutPhase.ABORTED}
 
     def _perform(self, state: RolloutState, actions: Sequence[ev.Action], now: datetime) -> None:
         self._start_deployments(state, [a for a in actions if isinstance(a, ev.StartDeployment)], now)
@@ -168,12 +200,12 @@ class RolloutDriver:
         actions = [a for a in actions if a.key not in running]
         if not actions:
             return
-        if self._resource_type is None:
-            self._resource_type = self.cfg.store.resource_type(state.module)
-        # After an abort nothing new starts: an action the crash cut short before its deployment existed
-        # is reported as never started instead of being performed now.
-        aborted = state.phase is RolloutPhase.ABORTED
-        found = self.session.prepare(actions, self._resource_type, holder=self.cfg.holder, now=now, create=not aborted)
+        prepared, self._prepared = self._prepared, {}
+        found = [(a, prepared[a.key]) for a in actions if a.key in prepared]
+        rest = [a for a in actions if a.key not in prepared]
+        if rest:
+            with self.session.turn() as tx:  # deployments of a crashed run's actions, nothing to save
+                found += tx.prepare(rest, self._resource(state), **self._prepare_options(state, now))
         for action, dep in found:
             if dep is None:
                 self.inbox.append(
@@ -254,26 +286,37 @@ class RolloutDriver:
             self._renewed_at = now
 
 
-def _absorb(
-    decision: Decision, actions: list[ev.Action], entries: list[LogEntry], transitions: list[ev.Transition]
-) -> RolloutState:
-    actions.extend(decision.actions)
-    transitions.extend(decision.log)
-    for t in decision.log:
-        subject = t.subject
-        payload = {
-            "subject": str(subject),
-            "kind": str(subject.kind),
-            "wave": subject.wave,
-            "gate": subject.gate,
-            "env": str(subject.env) if subject.env else None,
-            "before": t.before,
-            "after": t.after,
-            "reason": t.reason,
-        }
-        kind = "phase" if t.subject.kind is SubjectKind.ROLLOUT else "transition"
-        entries.append(LogEntry(kind, str(t), t.actor, payload))
-    return decision.state
+class _Turn:
+    """What one turn decided: the state it ends in, the actions, the log, the commands' outcomes and the
+    environments the decisions touched."""
+
+    def __init__(self, state: RolloutState) -> None:
+        self.state = state
+        self.actions: list[ev.Action] = []
+        self.entries: list[LogEntry] = []
+        self.transitions: list[ev.Transition] = []
+        self.outcomes: dict[int, str] = {}
+        self.touched: set[EnvRef] = set()
+
+    def absorb(self, decision: Decision) -> None:
+        self.state = decision.state
+        self.actions.extend(decision.actions)
+        self.transitions.extend(decision.log)
+        self.touched |= decision.touched
+        for t in decision.log:
+            subject = t.subject
+            payload = {
+                "subject": str(subject),
+                "kind": str(subject.kind),
+                "wave": subject.wave,
+                "gate": subject.gate,
+                "env": str(subject.env) if subject.env else None,
+                "before": t.before,
+                "after": t.after,
+                "reason": t.reason,
+            }
+            kind = "phase" if t.subject.kind is SubjectKind.ROLLOUT else "transition"
+            self.entries.append(LogEntry(kind, str(t), t.actor, payload))
 
 
 def _finished(action: ev.StartDeployment, dep: Deployment) -> ev.DeploymentFinished:

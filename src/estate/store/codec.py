@@ -1,8 +1,9 @@
 """A generic JSON codec for the domain's frozen dataclasses, so specs and rollout state persist as data.
 
 Unions of dataclasses carry their class name under `"__type__"`; enums store their value; datetimes
-become ISO 8601 strings; tuples, frozensets and mappings become lists and objects. Fields marked
-`metadata={"derived": True}` are not stored (they are rebuilt on demand).
+become ISO 8601 strings; tuples, frozensets, other sequences and mappings become lists and objects. A
+sequence class is rebuilt from its items when it says how (`item_type` and `from_items`, as `EnvTable`
+does). Fields marked `metadata={"derived": True}` are not stored (they are rebuilt on demand).
 
 Encoders and decoders are compiled once per type (a rollout of 10,000 environments is one value).
 """
@@ -13,7 +14,7 @@ import dataclasses
 import gc
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
@@ -57,7 +58,7 @@ def _encoder(cls: type) -> Codec:
         return lambda value: {str(k): encode(v) for k, v in value.items()}
     if issubclass(cls, frozenset | set):
         return lambda value: sorted(encode(v) for v in value)
-    if issubclass(cls, list | tuple):
+    if issubclass(cls, Sequence):
         return lambda value: [encode(v) for v in value]
     return lambda value: value
 
@@ -110,6 +111,10 @@ def _build(hint: Any) -> Codec:
         return _dataclass(hint)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint
+    if isinstance(hint, type) and hasattr(hint, "from_items") and hasattr(hint, "item_type"):
+        item = _decoder(hint.item_type)
+        build = hint.from_items
+        return lambda data: build(map(item, data))
     if hint is datetime:
         return datetime.fromisoformat
     if origin is tuple:

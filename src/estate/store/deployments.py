@@ -99,6 +99,7 @@ class DeploymentRepository:
         outputs: Mapping[str, OutputValue] | None = None,
         secrets: str | None = None,
         tool_version: str | None = None,
+        plan_source: str | None = None,
     ) -> None:
         """Store what a step produced; None leaves a field as it is."""
         values: dict[str, Any] = {"updated_at": now}
@@ -110,6 +111,8 @@ class DeploymentRepository:
             values["secrets"] = secrets
         if tool_version is not None:
             values["tool_version"] = tool_version
+        if plan_source is not None:
+            values["plan_source"] = plan_source
         with self.store.begin() as conn:
             conn.execute(update(_D).where(_D.c.id == deployment_id).values(**values))
 
@@ -157,6 +160,7 @@ class NewDeployment:
     holder: str | None = None  # the process that will run it
     status: DeploymentStatus = DeploymentStatus.QUEUED  # ERRORED when it cannot even be attempted
     reason: str | None = None
+    apply_plan: int | None = None  # a deploy: apply this plan deployment's saved plan if it is still valid
 
 
 def insert_deployment(conn: Connection, new: NewDeployment, now: datetime) -> Deployment:
@@ -175,6 +179,7 @@ def insert_deployment(conn: Connection, new: NewDeployment, now: datetime) -> De
             rollout_id=new.rollout_id,
             holder=new.holder,
             graph=encode(new.graph),
+            apply_plan=new.apply_plan,
             transitions=_transitions_json(transitions),
             created_at=now,
             updated_at=now,
@@ -193,6 +198,7 @@ def insert_deployment(conn: Connection, new: NewDeployment, now: datetime) -> De
         reason=new.reason,
         rollout_id=new.rollout_id,
         holder=new.holder,
+        apply_plan=new.apply_plan,
     )
 
 
@@ -287,4 +293,6 @@ def from_row(row: Row[Any]) -> Deployment:
         retryable=bool(r["retryable"]),
         retried_by=r["retried_by"],
         holder=r["holder"],
+        apply_plan=r["apply_plan"],
+        plan_source=r["plan_source"],
     )

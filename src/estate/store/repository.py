@@ -19,6 +19,7 @@ from estate.domain.versions import Version
 from estate.errors import ComponentError, ConflictError, NotFoundError
 from estate.store import tables
 from estate.store.database import create_database_engine, migrate
+from estate.store.rollout_tables import rollout_envs
 from estate.store.rows import KINDS, access_bindings, estate_from_rows
 from estate.store.sync import SyncAction, SyncPlan, environments_with_history, plan_sync, write_sync
 
@@ -66,10 +67,11 @@ class Store:
             rows = {k.name: [dict(r._mapping) for r in conn.execute(select(k.table))] for k in KINDS}
         return estate_from_rows(rows)
 
-    def usage_slice(self, module_id: str) -> Estate:
+    def usage_slice(self, module_id: str, *, outside_rollout: str | None = None) -> Estate:
         """Just enough of the estate for `module_usage(slice, module_id)`: the projects whose manifest needs
-        the module's resource type, their environments (labels not loaded) and the rules for that type.
-        `rollout status` of a large estate reads this instead of everything."""
+        the module's resource type, their environments (labels not loaded; with `outside_rollout`, only those
+        that rollout does not hold) and the rules for that type. `rollout status` of a large estate reads
+        this instead of everything."""
         with self.connect() as conn:
             resource_type = conn.execute(
                 select(tables.modules.c.resource_type).where(tables.modules.c.id == module_id)
@@ -82,10 +84,14 @@ class Store:
             ]
             e, r = tables.environments, tables.module_rules
             projects = [p["id"] for p in rows["project"]]
-            rows["environment"] = [
-                {"project": p, "id": i, "type": t, "labels": {}}
-                for p, i, t in conn.execute(select(e.c.project, e.c.id, e.c.type).where(e.c.project.in_(projects)))
-            ]
+            query = select(e.c.project, e.c.id, e.c.type).where(e.c.project.in_(projects))
+            if outside_rollout is not None:
+                m = rollout_envs
+                member = select(m.c.position).where(
+                    m.c.rollout_id == outside_rollout, m.c.project == e.c.project, m.c.env == e.c.id
+                )
+                query = query.where(~member.exists())
+            rows["environment"] = [{"project": p, "id": i, "type": t, "labels": {}} for p, i, t in conn.execute(query)]
             rows["module_rule"] = [
                 dict(x._mapping) for x in conn.execute(select(r).where(r.c.resource_type == resource_type))
             ]

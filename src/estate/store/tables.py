@@ -158,6 +158,8 @@ deployments = Table(
     Column("outputs", JSON),  # sensitive values masked
     Column("secrets", Text),  # Fernet-encrypted sensitive values, or NULL
     Column("tool_version", String(64)),
+    Column("apply_plan", Integer),  # the plan deployment whose saved plan this deploy is to apply
+    Column("plan_source", Text),  # how the applied plan was made: a saved plan, or a fresh plan and why
     Column("transitions", JSON, nullable=False),  # [{status, at}]
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),

@@ -49,6 +49,7 @@ class DeploymentView(DeploymentSummaryView):
     graph: dict[str, Any]
     transitions: list[StatusChangeView]
     plan: DeploymentPlanView | None
+    plan_source: str | None = None  # the plan it applied: a saved plan of a plan deployment, or its own and why
     outputs: dict[str, Any]
 
 

@@ -91,10 +91,14 @@ class RolloutEnvView(View):
 
 
 class EnvQuery(View):
-    """Which environments a rollout view lists: filters, a page size and where the page starts."""
+    """Which environments a rollout view lists: filters (every given one must match), a page size and where
+    the page starts."""
 
     wave: str | None = None  # a wave's 1-based number or its name
     state: str | None = None  # an environment status: pending, deploying, succeeded, failed, errored...
+    project: str | None = None
+    env_type: str | None = None
+    labels: dict[str, str] = {}  # {"region": "eu"}: the environment's labels as the store holds them now
     limit: int | None = None  # at most this many environments (all waves together); None: every one
     after: str | None = None  # the page starts after this environment (`project/env`), as `next_cursor` says
     summary: bool = False  # counts per wave and status only, no environment list
