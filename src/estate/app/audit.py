@@ -53,6 +53,16 @@ class AuditTrail:
             raise
         self.record(caller, action, attempt)
 
+    @contextmanager
+    def refusals(self, caller: Caller, action: str, target: str) -> Iterator[None]:
+        """Record an entry only if the block refuses (a check made before the work itself, e.g. before a job
+        is queued: the work records its own entry when it runs)."""
+        try:
+            yield
+        except EstateError as exc:
+            self.record(caller, action, Attempt(target, outcome=_outcome(exc), reason=exc.message))
+            raise
+
     def record(self, caller: Caller, action: str, attempt: Attempt) -> None:
         """Append one entry (no entry is ever changed or deleted)."""
         entry = AuditEntry(

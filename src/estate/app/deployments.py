@@ -55,6 +55,14 @@ class Deployments:
         problem = "; ".join(f"deployment {d.id} of {d.env} {d.status}: {d.reason}" for d in failed) or None
         return BatchView(deployments=[deployment_view(d) for d in results], problem=problem)
 
+    def authorize(self, caller: Caller, action: str, refs: Sequence[EnvRef] | None) -> None:
+        """Forbidden (and audited) unless `caller` may `action` (deploy, drift, rollback) `refs` (None: every
+        environment): the check a job makes before it is queued."""
+        if refs is None:
+            refs = [e.ref for e in self.runner.repo.load_estate().environments]
+        with self.audit.refusals(caller, action, _target(refs)):
+            self.access.require(caller, Action.DEPLOY, refs)
+
     def rollback(self, caller: Caller, ref: EnvRef, to: int) -> BatchView:
         """Re-apply an earlier deployment's resolved graph (same module versions and inputs)."""
         with self.audit.attempt(caller, "rollback", f"env:{ref}", {"to": to}) as attempt:

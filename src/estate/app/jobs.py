@@ -39,8 +39,19 @@ class Jobs:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def submit(self, caller: Caller, kind: str, request: Mapping[str, Any], work: Work) -> JobView:
-        """Record a queued job and run `work` on a worker; returns the job as recorded."""
+    def submit(
+        self,
+        caller: Caller,
+        kind: str,
+        request: Mapping[str, Any],
+        work: Work,
+        *,
+        check: Callable[[], None] = lambda: None,
+    ) -> JobView:
+        """Record a queued job and run `work` on a worker; returns the job as recorded. `check` runs first, here:
+        a caller without the role, or a request for something that does not exist, is refused at once (403, 404)
+        instead of becoming a job that fails."""
+        check()
         record = self.jobs.create(kind, caller.subject, request, self.holder, self.now())
         with self._lock:
             if self._executor is None:

@@ -108,6 +108,19 @@ class Rollouts:
         self.access.require(caller, Action.OPERATE, found.refs)  # preflight plans are recorded deployments
         return self._planned(caller, estate, module, version, plan, found, preflight, progress)
 
+    def authorize_start(self, caller: Caller, module: str, version: str, plan_id: str) -> None:
+        """Forbidden unless `caller` may operate every environment the rollout would touch; NotFoundError for an
+        unknown module, version or plan (what `preview` and `start` check first)."""
+        with self.audit.refusals(caller, "rollout start", f"module:{module}@{version}"):
+            estate = self.store.load_estate()
+            found = pf.targets(estate, module, version, estate.require_plan(plan_id), allow_uncovered=True)
+            self.access.require(caller, Action.OPERATE, found.refs)
+
+    def authorize_retarget(self, caller: Caller, rollout_id: str, version: str) -> None:
+        self.access.require(
+            caller, Action.OPERATE, acts_on(self.state(rollout_id), ev.Retarget(caller.subject, version))
+        )
+
     def start(
         self,
         caller: Caller,
@@ -245,8 +258,9 @@ class Rollouts:
         state = self._outline(rollout_id)
         estate = self.store.load_estate()
         with self.audit.attempt(caller, "rollout retarget --preflight", f"rollout:{rollout_id}", {"version": version}):
-            retarget = ev.Retarget(caller.subject, version)
-            self.access.require(caller, Action.OPERATE, acts_on(self.state(rollout_id), retarget))
+            self.access.require(
+                caller, Action.OPERATE, acts_on(self.state(rollout_id), ev.Retarget(caller.subject, version))
+            )
             found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
             preview = self._planned(caller, estate, state.module, version, state.plan, found, preflight, progress)
             warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)

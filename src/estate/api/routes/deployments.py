@@ -31,6 +31,7 @@ def deploy(body: DeployIn, estate: Estate, who: Who, response: Response) -> JobV
         "deploy",
         body.model_dump(),
         lambda progress: estate.deployments.deploy(who, refs, plan_only=body.plan_only, progress=progress),
+        check=lambda: estate.deployments.authorize(who, "deploy", refs),
     )
     return accepted(job, response)
 
@@ -44,6 +45,7 @@ def drift(body: DriftIn, estate: Estate, who: Who, response: Response) -> JobVie
         "drift",
         body.model_dump(),
         lambda progress: estate.deployments.drift(who, refs, fail_on_drift=body.fail_on_drift, progress=progress),
+        check=lambda: estate.deployments.authorize(who, "drift", refs),
     )
     return accepted(job, response)
 
@@ -64,6 +66,7 @@ def rollback_env(
         "rollback",
         {"env": str(ref), "to": body.to},
         lambda _progress: estate.deployments.rollback(who, ref, body.to),
+        check=lambda: estate.deployments.authorize(who, "rollback", [ref]),
     )
     return accepted(job, response)
 

@@ -43,6 +43,7 @@ def preview(body: PreviewIn, estate: Estate, who: Who, response: Response) -> Jo
         lambda progress: estate.rollouts.preview(
             who, body.module, body.version, body.plan, preflight=body.preflight, progress=progress
         ),
+        check=lambda: estate.rollouts.authorize_start(who, body.module, body.version, body.plan),
     )
     return accepted(job, response)
 
@@ -66,6 +67,7 @@ def start(body: StartIn, estate: Estate, who: Who, response: Response) -> JobVie
             progress=progress,
             follow=False,
         ),
+        check=lambda: estate.rollouts.authorize_start(who, body.module, body.version, body.plan),
     )
     return accepted(job, response)
 
@@ -148,7 +150,6 @@ def rerun(rollout_id: RolloutId, estate: Estate, who: Who, body: RerunIn | None 
 def retarget(rollout_id: RolloutId, body: RetargetIn, estate: Estate, who: Who, response: Response) -> JobView:
     """Preflight `version` on the rollout's targets, then retarget it, in a background job whose result is a
     RetargetView (the rollout and the preflight's warnings)."""
-    estate.rollouts.summary(rollout_id)  # 404 before a job is made
 
     def work(progress: Progress) -> RetargetView:
         view, warnings = estate.rollouts.retarget(
@@ -162,4 +163,11 @@ def retarget(rollout_id: RolloutId, body: RetargetIn, estate: Estate, who: Who, 
         )
         return RetargetView(rollout=view, warnings=warnings)
 
-    return accepted(estate.jobs.submit(who, "retarget", {"rollout": rollout_id, **body.model_dump()}, work), response)
+    job = estate.jobs.submit(
+        who,
+        "retarget",
+        {"rollout": rollout_id, **body.model_dump()},
+        work,
+        check=lambda: estate.rollouts.authorize_retarget(who, rollout_id, body.version),  # 404 and 403 at once
+    )
+    return accepted(job, response)
