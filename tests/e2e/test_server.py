@@ -172,7 +172,10 @@ def assert_audited(refused: list[dict[str, Any]], denied: list[dict[str, Any]]) 
 
 
 def assert_dashboard_has_data(prometheus: PrometheusServer, rollout: str) -> None:
-    """Grafana's view: every query of the shipped dashboard finds data on this Prometheus."""
+    """Grafana's view: every query of the shipped dashboard finds data on this Prometheus; its annotations are
+    the ones Estate posts."""
+    (annotations,) = json.loads(DASHBOARD.read_text())["annotations"]["list"]
+    assert annotations["target"]["tags"] == ["estate"]
     prometheus.wait_for_metric("estate_rollout_environment_info", rollout=rollout, wave="1", state="succeeded")
     time.sleep(2)  # increase() over the restarts counter needs two scrapes of every series
     for wave_number in ("1", "3"):

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from estate.domain.access import Binding
@@ -19,11 +19,10 @@ from estate.domain.versions import Version
 from estate.errors import ComponentError, ConflictError, NotFoundError
 from estate.store import tables
 from estate.store.database import create_database_engine, migrate
+from estate.store.lookups import chunks, pair_in
 from estate.store.rollout_tables import rollout_envs
 from estate.store.rows import KINDS, access_bindings, estate_from_rows
 from estate.store.sync import SyncAction, SyncPlan, environments_with_history, plan_sync, write_sync
-
-T = TypeVar("T")
 
 
 class Store:
@@ -112,8 +111,8 @@ class Store:
         e = tables.environments
         found: dict[EnvRef, Environment] = {}
         with self.connect() as conn:
-            for chunk in _chunks(sorted({(r.project, r.env) for r in refs})):
-                for row in conn.execute(select(e).where(tuple_(e.c.project, e.c.id).in_(chunk))):
+            for chunk in chunks(sorted({(r.project, r.env) for r in refs})):
+                for row in conn.execute(select(e).where(pair_in(e.c.project, e.c.id, chunk))):
                     env = Environment(row.project, row.id, row.type, MappingProxyType(dict(row.labels)))
                     found[env.ref] = env
         return [found[r] for r in refs if r in found]
@@ -125,10 +124,10 @@ class Store:
         rows: dict[str, list[dict[str, Any]]] = {k.name: [] for k in KINDS}
         e, p, r = tables.environments, tables.projects, tables.module_rules
         pairs = sorted({(ref.project, ref.env) for ref in refs})
-        for chunk in _chunks(pairs):
-            rows["environment"] += _rows(conn, select(e).where(tuple_(e.c.project, e.c.id).in_(chunk)))
-            rows["module_rule"] += _rows(conn, select(r).where(tuple_(r.c.project, r.c.env).in_(chunk)))
-        for names in _chunks(sorted({ref.project for ref in refs})):
+        for chunk in chunks(pairs):
+            rows["environment"] += _rows(conn, select(e).where(pair_in(e.c.project, e.c.id, chunk)))
+            rows["module_rule"] += _rows(conn, select(r).where(pair_in(r.c.project, r.c.env, chunk)))
+        for names in chunks(sorted({ref.project for ref in refs})):
             rows["project"] += _rows(conn, select(p).where(p.c.id.in_(names)))
         rows["module_rule"] += _rows(conn, select(r).where(r.c.env.is_(None)))
         for kind in ("env_type", "module", "module_version"):
@@ -238,8 +237,3 @@ def _translated() -> Iterator[None]:
 
 def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(x._mapping) for x in conn.execute(query)]
-
-
-def _chunks(items: Sequence[T], size: int = 400) -> list[Sequence[T]]:
-    # SQLite caps the bound parameters of one statement; 400 pairs stay well under every limit.
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from estate.domain import rollout_events as ev
@@ -33,6 +33,7 @@ from estate.errors import ConflictError, EstateError, NotFoundError
 from estate.store import deployments as deps
 from estate.store import feed, holders, leases, tables
 from estate.store.codec import decode, decode_as, encode, gc_paused
+from estate.store.lookups import chunks, pair_in
 from estate.store.repository import Store
 from estate.store.rollout_tables import (
     rollout_deployments,
@@ -482,9 +483,9 @@ def _plans(conn: Connection, rollout_id: str, actions: Sequence[ev.StartDeployme
     t = rollout_envs
     deploys = {(a.env.project, a.env.env): a for a in actions if a.kind is DeploymentKind.DEPLOY}
     found: dict[str, int] = {}
-    for chunk in _chunks(sorted(deploys)):  # type: ignore[arg-type]
+    for chunk in chunks(sorted(deploys)):
         query = select(t.c.project, t.c.env, t.c.plan_id, t.c.plan_version).where(
-            t.c.rollout_id == rollout_id, t.c.plan_id.is_not(None), tuple_(t.c.project, t.c.env).in_(chunk)
+            t.c.rollout_id == rollout_id, t.c.plan_id.is_not(None), pair_in(t.c.project, t.c.env, chunk)
         )
         for project, env, plan_id, version in conn.execute(query):
             action = deploys[(project, env)]
@@ -703,7 +704,7 @@ def _set_pins(conn: Connection, rollout_id: str, rules: Sequence[ModuleRule]) ->
 
 def _delete_rules(conn: Connection, slots: Sequence[str]) -> None:
     t = tables.module_rules
-    for chunk in _chunks(list(slots)):
+    for chunk in chunks(list(slots)):
         conn.execute(delete(t).where(t.c.slot.in_(chunk)))
 
 
@@ -711,7 +712,7 @@ def _linked(conn: Connection, keys: Sequence[str]) -> dict[str, Deployment]:
     """`action key -> deployment` for the keys that already have one."""
     link, d = rollout_deployments, tables.deployments
     found: dict[str, Deployment] = {}
-    for chunk in _chunks(list(keys)):
+    for chunk in chunks(list(keys)):
         query = select(link.c.action_key, d).join(d, d.c.id == link.c.deployment_id)
         rows = conn.execute(query.where(link.c.action_key.in_(chunk)))
         found.update((r[0], deps.from_row(r)) for r in rows)
@@ -723,11 +724,6 @@ def _link(conn: Connection, rollout_id: str, links: Mapping[str, int]) -> None:
     if not links:
         return
     t = rollout_deployments
-    for chunk in _chunks(list(links)):
+    for chunk in chunks(list(links)):
         conn.execute(delete(t).where(t.c.action_key.in_(chunk)))
     conn.execute(insert(t), [{"action_key": k, "rollout_id": rollout_id, "deployment_id": d} for k, d in links.items()])
-
-
-def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
-    # SQLite caps the bound parameters of one statement; 500 stays well under every limit.
-    return [items[i : i + size] for i in range(0, len(items), size)]

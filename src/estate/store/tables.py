@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Index,
     Integer,
     MetaData,
     String,
@@ -104,6 +105,8 @@ module_rules = Table(
     Column("env", String(63)),
     Column("owner", String(128), nullable=False),
     UniqueConstraint("slot", name="uq_module_rules_slot"),
+    # a rollout pins each of its environments: its batches look their pins up by environment
+    Index("ix_module_rules_env", "project", "env"),
 )
 
 rollout_plans = Table(
