@@ -46,7 +46,9 @@ def _free_port() -> int:
 
 
 def _as_postgres(*argv: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+    # a test's sandbox may have narrowed PATH to the /bin directories: runuser lives in /usr/sbin
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    return [runuser, "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
 
 
 @dataclass
