@@ -6,8 +6,10 @@ store (not measured), another measures. Four waves (ephemeral, development, stag
 auto-promoted), a runner that completes instantly (estate.testing.FakeRunner: it records every run in the
 real store), the real engine (persist, then act) and the real store. The baseline, in the same process, creates
 and runs the same number of deployments on the bare runner; overhead = (rollout - baseline) / environments.
-Also measured: the peak RSS of the measuring process, `rollout status --summary` (counts per wave and state)
-and one page of the environment list (`--state succeeded --wave 4 --limit 50`, after the first page).
+The same difference in CPU seconds of the measuring process (cpu ms/env) is less disturbed by other load on
+the machine than wall time. Also measured: the peak RSS of the measuring process, `rollout status --summary`
+(counts per wave and state) and one page of the environment list (`--state succeeded --wave 4 --limit 50`,
+after the first page).
 
     .venv/bin/python bench/rollout_overhead.py [--sizes 10000 30000 100000] [--runs 1] [--database sqlite|postgres]
 """
@@ -103,22 +105,22 @@ def child(url: str, home: str) -> None:
     estate = store.load_estate()
     repo = DeploymentRepository(store)
     bare = FakeRunner(repo, now)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     requests = [
         NewDeployment(e.ref, DeploymentKind.DEPLOY, "bench", ResolvedGraph(e.ref, e.type)) for e in estate.environments
     ]
     for dep in repo.create(requests, now()):
         bare.run(dep.id)
-    baseline = time.perf_counter() - start
+    baseline, baseline_cpu = time.perf_counter() - start, time.process_time() - cpu
     n = len(estate.environments)
     del estate, requests
     gc.collect()
 
     runner = FakeRunner(repo, now)
     app = bootstrap({"ESTATE_HOME": home, "ESTATE_DATABASE_URL": url}, Wiring(runner=lambda _store, _settings: runner))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     rollout = app.rollouts.start(Caller("bench"), "postgres", "2.0.0", "bench", preflight=False).id
-    elapsed = time.perf_counter() - start
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - cpu
     summary_view = app.rollouts.status(rollout, query=EnvQuery(summary=True))
     assert summary_view.phase == "completed", summary_view.phase
     assert len(runner.runs) == n
@@ -139,6 +141,8 @@ def child(url: str, home: str) -> None:
                 "n": n,
                 "rollout_s": elapsed,
                 "baseline_s": baseline,
+                "rollout_cpu_s": elapsed_cpu,
+                "baseline_cpu_s": baseline_cpu,
                 "summary_s": summary,
                 "page_s": page,
                 "rss_mb": rss_mb,
@@ -184,14 +188,16 @@ def main() -> None:
         print(f"{args.database}, median of {args.runs} run(s) each")
         print(
             f"{'envs':>7} {'rollout s':>10} {'baseline s':>11} {'overhead ms/env':>16} "
-            f"{'peak RSS MB':>12} {'summary ms':>11} {'page ms':>8}"
+            f"{'cpu ms/env':>11} {'peak RSS MB':>12} {'summary ms':>11} {'page ms':>8}"
         )
         for n in args.sizes:
             runs = [measure(n, args.database, server) for _ in range(args.runs)]
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             overhead = (med["rollout_s"] - med["baseline_s"]) / med["n"] * 1000
+            cpu = (med["rollout_cpu_s"] - med["baseline_cpu_s"]) / med["n"] * 1000
             print(
                 f"{int(med['n']):>7} {med['rollout_s']:>10.2f} {med['baseline_s']:>11.2f} {overhead:>16.3f} "
+                f"{cpu:>11.3f} "
                 f"{med['rss_mb']:>12.0f} {med['summary_s'] * 1000:>11.1f} {med['page_s'] * 1000:>8.1f}",
                 flush=True,
             )

@@ -49,7 +49,7 @@ class DeploymentRepository:
     def create(self, requests: Sequence[NewDeployment], now: datetime) -> builtins.list[Deployment]:
         """Record new `queued` deployments in one transaction (all or none) and return them with their ids."""
         with self.store.begin() as conn:
-            return [insert_deployment(conn, r, now) for r in requests]
+            return insert_deployments(conn, requests, now)
 
     def get(self, deployment_id: int) -> Deployment:
         with self.store.connect() as conn:
@@ -163,43 +163,58 @@ class NewDeployment:
     apply_plan: int | None = None  # a deploy: apply this plan deployment's saved plan if it is still valid
 
 
-def insert_deployment(conn: Connection, new: NewDeployment, now: datetime) -> Deployment:
-    """Insert one deployment in the caller's transaction; returns it with its id."""
+def insert_deployments(conn: Connection, news: Sequence[NewDeployment], now: datetime) -> list[Deployment]:
+    """Insert deployments in the caller's transaction, in one statement; returns them with their ids, in order."""
+    if not news:
+        return []
+    rows = [_insert_values(new, now) for new in news]
+    ids = conn.execute(insert(_D).returning(_D.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    feed.append(
+        conn,
+        [_feed_entry(i, n.env, n.rollout_id, "", n.status, n.reason, now) for i, n in zip(ids, news, strict=True)],
+    )
+    return [
+        Deployment(
+            int(new_id),
+            new.env,
+            new.kind,
+            new.status,
+            new.triggered_by,
+            new.graph,
+            _created(new, now),
+            reason=new.reason,
+            rollout_id=new.rollout_id,
+            holder=new.holder,
+            apply_plan=new.apply_plan,
+        )
+        for new_id, new in zip(ids, news, strict=True)
+    ]
+
+
+def _created(new: NewDeployment, now: datetime) -> tuple[StatusChange, ...]:
+    """The transitions of a deployment just made: queued, then its first status when that is not queued."""
     transitions: tuple[StatusChange, ...] = (StatusChange(DeploymentStatus.QUEUED, now),)
     if new.status is not DeploymentStatus.QUEUED:
         transitions += (StatusChange(new.status, now),)
-    result = conn.execute(
-        insert(_D).values(
-            project=new.env.project,
-            env=new.env.env,
-            kind=str(new.kind),
-            status=str(new.status),
-            reason=new.reason,
-            triggered_by=new.triggered_by,
-            rollout_id=new.rollout_id,
-            holder=new.holder,
-            graph=encode(new.graph),
-            apply_plan=new.apply_plan,
-            transitions=_transitions_json(transitions),
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    feed.append(conn, [_feed_entry(new_id, new.env, new.rollout_id, "", new.status, new.reason, now)])
-    return Deployment(
-        new_id,
-        new.env,
-        new.kind,
-        new.status,
-        new.triggered_by,
-        new.graph,
-        transitions,
-        reason=new.reason,
-        rollout_id=new.rollout_id,
-        holder=new.holder,
-        apply_plan=new.apply_plan,
-    )
+    return transitions
+
+
+def _insert_values(new: NewDeployment, now: datetime) -> dict[str, Any]:
+    return {
+        "project": new.env.project,
+        "env": new.env.env,
+        "kind": str(new.kind),
+        "status": str(new.status),
+        "reason": new.reason,
+        "triggered_by": new.triggered_by,
+        "rollout_id": new.rollout_id,
+        "holder": new.holder,
+        "graph": encode(new.graph),
+        "apply_plan": new.apply_plan,
+        "transitions": _transitions_json(_created(new, now)),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def get_deployment(conn: Connection, deployment_id: int) -> Deployment:

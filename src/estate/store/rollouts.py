@@ -468,9 +468,8 @@ class RolloutTurn:
             _set_pins(conn, rollout_id, pins)
             estate = self.session.store.graph_estate(conn, [a.env for a in redo])
             plans = _plans(conn, rollout_id, redo)
-            for action in redo:
-                new = _new_deployment(estate, action, rollout_id, holder, plans.get(action.key))
-                dep = deps.insert_deployment(conn, new, now)
+            news = [_new_deployment(estate, a, rollout_id, holder, plans.get(a.key)) for a in redo]
+            for action, dep in zip(redo, deps.insert_deployments(conn, news, now), strict=True):
                 if action.key in replaced:
                     deps.mark_retried(conn, replaced[action.key], dep.id)
                 found[action.key] = dep
