@@ -193,5 +193,5 @@ def test_access_bindings_and_the_roles_shorthand_become_bindings(tmp_path: Path)
 
 
 def test_characters_yaml_does_not_allow_are_a_problem_not_a_crash() -> None:
-    with pytest.raises(ConfigError, match=r"estate.yaml: YAML error: .*special characters are not allowed"):
+    with pytest.raises(ConfigError, match=r"estate.yaml: YAML error: .*characters are not allowed"):
         load_sources([SourceFile("estate.yaml", "a: \x08")])

@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from estate.api.server import serve
-
 
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -29,6 +27,9 @@ def server(
 
     Clients: `estate login --url http://127.0.0.1:8080` and every `estate` command talks to this server.
     """
+    # FastAPI builds its OpenAPI models at import (~0.4 s): only `estate server` pays for them
+    from estate.api.server import serve  # noqa: PLC0415
+
     serve(os.environ, host, port, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key, plain_http=plain_http)
 
 
