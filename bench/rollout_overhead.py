@@ -1,15 +1,15 @@
 """Engine overhead per environment for rollouts of 10,000 to 100,000 generated environments, on SQLite or
 PostgreSQL.
 
-Each measurement runs in fresh processes on a fresh database: one process syncs the generated estate into the
-store (not measured), another measures. Four waves (ephemeral, development, staging, production, all
-auto-promoted), a runner that completes instantly (estate.testing.FakeRunner: it records every run in the
-real store), the real engine (persist, then act) and the real store. The baseline, in the same process, creates
-and runs the same number of deployments on the bare runner; overhead = (rollout - baseline) / environments.
-The same difference in CPU seconds of the measuring process (cpu ms/env) is less disturbed by other load on
-the machine than wall time. Also measured: the peak RSS of the measuring process, `rollout status --summary`
-(counts per wave and state) and one page of the environment list (`--state succeeded --wave 4 --limit 50`,
-after the first page).
+Each measurement runs in fresh processes on a fresh database: one syncs the generated estate into the store (not
+measured), one runs the baseline: the bare runner creating and running one deployment per environment, one runs the
+rollout: four waves (ephemeral, development, staging, production, all auto-promoted), a runner that completes
+instantly (estate.testing.FakeRunner: it records every run in the real store), the real engine (persist, then act)
+and the real store. Overhead = (rollout - baseline) / environments, in wall time and in CPU seconds of the
+measuring process (less disturbed by other load on the machine). Also measured, in the rollout's process: the SQL
+statements per environment it sends beyond the baseline's (an executemany counts once: round trips, which do not
+depend on the machine), its peak RSS, `rollout status --summary` (counts per wave and state) and one page of the
+environment list (`--state succeeded --wave 4 --limit 50`, after the first page).
 
     .venv/bin/python bench/rollout_overhead.py [--sizes 10000 30000 100000] [--runs 1] [--database sqlite|postgres]
 """
@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from sqlalchemy import Engine, event
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -60,28 +61,42 @@ def setup(n: int, url: str, home: str) -> None:
     store.close()
 
 
-def child(url: str, home: str) -> None:
-    """One measurement, printed as JSON on stdout."""
+STATEMENTS = [0]  # SQL statements this process sent (an executemany counts once)
+
+
+def _count(*_: object) -> None:
+    STATEMENTS[0] += 1
+
+
+def baseline(url: str) -> None:
+    """The bare runner deploying every environment once, printed as JSON on stdout (its own process)."""
+    event.listen(Engine, "before_cursor_execute", _count)
     store = Store.open(url)
     estate = store.load_estate()
     repo = DeploymentRepository(store)
     bare = FakeRunner(repo, now)
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, before = time.perf_counter(), time.process_time(), STATEMENTS[0]
     requests = [
         NewDeployment(e.ref, DeploymentKind.DEPLOY, "bench", ResolvedGraph(e.ref, e.type)) for e in estate.environments
     ]
     for dep in repo.create(requests, now()):
         bare.run(dep.id)
-    baseline, baseline_cpu = time.perf_counter() - start, time.process_time() - cpu
-    n = len(estate.environments)
-    del estate, requests
-    gc.collect()
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - cpu
+    store.close()
+    result = {"n": len(requests), "baseline_s": elapsed, "baseline_cpu_s": elapsed_cpu}
+    print(json.dumps({**result, "baseline_statements": STATEMENTS[0] - before}))
 
-    runner = FakeRunner(repo, now)
+
+def rollout(url: str, home: str, n: int) -> None:
+    """The rollout and the status queries, printed as JSON on stdout (its own process: its peak RSS)."""
+    event.listen(Engine, "before_cursor_execute", _count)
+    store = Store.open(url)
+    runner = FakeRunner(DeploymentRepository(store), now)
     app = bootstrap({"ESTATE_HOME": home, "ESTATE_DATABASE_URL": url}, Wiring(runner=lambda _store, _settings: runner))
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, before = time.perf_counter(), time.process_time(), STATEMENTS[0]
     rollout = app.rollouts.start(Caller("bench"), "postgres", "2.0.0", "bench", preflight=False).id
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - cpu
+    statements = STATEMENTS[0] - before
     summary_view = app.rollouts.status(rollout, query=EnvQuery(summary=True))
     assert summary_view.phase == "completed", summary_view.phase
     assert len(runner.runs) == n
@@ -96,20 +111,8 @@ def child(url: str, home: str) -> None:
     app.close()
     store.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "n": n,
-                "rollout_s": elapsed,
-                "baseline_s": baseline,
-                "rollout_cpu_s": elapsed_cpu,
-                "baseline_cpu_s": baseline_cpu,
-                "summary_s": summary,
-                "page_s": page,
-                "rss_mb": rss_mb,
-            }
-        )
-    )
+    result = {"rollout_s": elapsed, "rollout_cpu_s": elapsed_cpu, "statements": statements, "summary_s": summary}
+    print(json.dumps({**result, "page_s": page, "rss_mb": rss_mb}))
 
 
 def _timed(work: Callable[[], object]) -> float:
@@ -121,11 +124,18 @@ def _timed(work: Callable[[], object]) -> float:
 def measure(n: int, database: str, server: PostgresServer | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as home:
         url = server.create_database("bench") if server else f"sqlite:///{home}/estate.db"
-        me = [sys.executable, __file__]
-        subprocess.run([*me, "--setup", str(n), url, home], check=True)
-        done = subprocess.run([*me, "--child", url, home], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(done.stderr)
+        subprocess.run([*ME, "--setup", str(n), url, home], check=True)
+        first = _json([*ME, "--baseline", url])
+        return {**first, **_json([*ME, "--rollout", url, home, str(int(first["n"]))])}
+
+
+ME = [sys.executable, __file__]
+
+
+def _json(argv: list[str]) -> dict[str, float]:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -136,29 +146,34 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--setup", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", help=argparse.SUPPRESS)
+    parser.add_argument("--rollout", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.setup:
         setup(int(args.setup[0]), args.setup[1], args.setup[2])
         return
-    if args.child:
-        child(*args.child)
+    if args.baseline:
+        baseline(args.baseline)
+        return
+    if args.rollout:
+        rollout(args.rollout[0], args.rollout[1], int(args.rollout[2]))
         return
     server = start_postgres(Path(tempfile.mkdtemp(prefix="estate-bench-pg-"))) if args.database == "postgres" else None
     try:
         print(f"{args.database}, median of {args.runs} run(s) each")
         print(
             f"{'envs':>7} {'rollout s':>10} {'baseline s':>11} {'overhead ms/env':>16} "
-            f"{'cpu ms/env':>11} {'peak RSS MB':>12} {'summary ms':>11} {'page ms':>8}"
+            f"{'cpu ms/env':>11} {'SQL/env':>8} {'peak RSS MB':>12} {'summary ms':>11} {'page ms':>8}"
         )
         for n in args.sizes:
             runs = [measure(n, args.database, server) for _ in range(args.runs)]
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             overhead = (med["rollout_s"] - med["baseline_s"]) / med["n"] * 1000
             cpu = (med["rollout_cpu_s"] - med["baseline_cpu_s"]) / med["n"] * 1000
+            sql = (med["statements"] - med["baseline_statements"]) / med["n"]
             print(
                 f"{int(med['n']):>7} {med['rollout_s']:>10.2f} {med['baseline_s']:>11.2f} {overhead:>16.3f} "
-                f"{cpu:>11.3f} "
+                f"{cpu:>11.3f} {sql:>8.2f} "
                 f"{med['rss_mb']:>12.0f} {med['summary_s'] * 1000:>11.1f} {med['page_s'] * 1000:>8.1f}",
                 flush=True,
             )
