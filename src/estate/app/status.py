@@ -174,7 +174,9 @@ def rollout_view(
     log = rollouts.events(rollout_id, last=history)
     audit = rollouts.events(rollout_id, kinds=("created", "command", "refused"))
     phase_change = rollouts.events(rollout_id, kinds=("phase",), last=1)
-    outside = store.usage_slice(state.module, outside_rollout=rollout_id)
+    # Finding them reads every environment of the estate: the summary and the pages after the first skip it.
+    listing = not query.summary and query.after is None
+    outside = store.usage_slice(state.module, outside_rollout=rollout_id) if listing else None
     since = phase_change[0]["at"] if phase_change else (state.started_at or state.created_at)
     waiting = _WAITING_FOR.get(state.phase, "")
     return RolloutView(
@@ -194,7 +196,7 @@ def rollout_view(
             _wave(state, w, boards, dict(outline.counts.get(w.number, {})), listed.get(w.number, []))
             for w in state.waves
         ],
-        not_covered=sorted(str(b.env.ref) for b in module_usage(outside, state.module)),
+        not_covered=sorted(str(b.env.ref) for b in module_usage(outside, state.module)) if outside else [],
         audit=[_line(e) for e in audit],
         events=[_line(e) for e in log],
         preflight=record.preflight,

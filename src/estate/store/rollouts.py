@@ -276,12 +276,17 @@ class RolloutStore:
         query = select(t).where(t.c.rollout_id == rollout_id)
         if kinds is not None:
             query = query.where(t.c.kind.in_(list(kinds)))
-        query = query.order_by(t.c.id.desc() if last else t.c.id)
         if last:
-            query = query.limit(last)
+            query = query.order_by(t.c.id.desc()).limit(last)
+        elif kinds is None:
+            query = query.order_by(t.c.id)
         with self.store.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
-        return rows[::-1] if last else rows
+        if last:
+            return rows[::-1]
+        # A few kinds are a few lines among a large rollout's many: ordered by the database, SQLite would walk the
+        # whole log in id order to avoid a sort, rather than search the (rollout, kind) index.
+        return rows if kinds is None else sorted(rows, key=lambda r: int(r["id"]))
 
     def enqueue(self, rollout_id: str, command: ev.Command, now: datetime) -> int:
         """Queue a command for whichever engine drives the rollout; NotFoundError for an unknown rollout."""

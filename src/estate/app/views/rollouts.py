@@ -143,7 +143,7 @@ class RolloutView(View):
     since: datetime
     engine: str | None  # who drives it now
     waves: list[WaveView]
-    not_covered: list[str]
+    not_covered: list[str]  # environments on the module no wave holds (left out of the summary and later pages)
     audit: list[LogLineView]  # created, commands and refusals
     events: list[LogLineView]  # the latest log lines
     preflight: dict[str, Any] | None
