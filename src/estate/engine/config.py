@@ -22,7 +22,7 @@ from estate.store.holders import process_identity
 
 LEASE_TTL = timedelta(seconds=30)
 POLL_SECONDS = 0.25  # how often an engine looks for commands queued by another process
-BATCH_SECONDS = 0.02  # at least this long between two turns of a host while deployments are in flight
+BATCH_SECONDS = 0.1  # at least this long between two turns of a host while deployments are in flight
 DISCOVER_SECONDS = 1.0  # how often an engine host looks for rollouts nobody drives
 
 
