@@ -17,6 +17,7 @@ from estate.domain.gate_eval import (
     Judgement,
     Sample,
     SampleStatus,
+    SamplingRound,
     TemplateError,
     Verdict,
     check_template,
@@ -131,12 +132,12 @@ def test_no_label_value_can_break_out_of_its_string(value: str, quote: str) -> N
 
 def test_plan_queries_one_per_env_or_one_per_wave_and_template_errors_become_data() -> None:
     gate = PrometheusGate('x{r="{{ env.labels.region }}"}', max=1)
-    planned = plan_queries(gate, "ephemeral", WAVE)
+    planned = plan_queries(SamplingRound(gate, "ephemeral", 0, WAVE))
     assert [p.subject for p in planned] == ["checkout/eph-1", "payments/eph-1", "search/eph-2"]
     assert planned[0].query == 'x{r="eu"}' and planned[0].error is None
     assert planned[2].error is not None and "no label 'region'" in planned[2].error
     wave_gate = PrometheusGate('max(x{env=~"{{ wave.envs_regex }}"})', max=1, scope=GateScope.WAVE)
-    (only,) = plan_queries(wave_gate, "ephemeral", WAVE)
+    (only,) = plan_queries(SamplingRound(wave_gate, "ephemeral", 0, WAVE))
     assert only.subject == "wave/ephemeral" and only.query == 'max(x{env=~"eph-1|eph-2"})'
 
 

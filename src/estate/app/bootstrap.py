@@ -24,9 +24,7 @@ from estate.app.jobs import Jobs
 from estate.app.metrics import EstateMetrics
 from estate.app.rollouts import Rollouts
 from estate.app.status import Dashboards
-from estate.domain.gate_eval import Sample
-from estate.domain.model import Environment
-from estate.domain.plans import PrometheusGate
+from estate.domain.gate_eval import Sample, SamplingRound
 from estate.engine.annotations import GrafanaObserver
 from estate.engine.config import EngineConfig, GateSampler, Observer
 from estate.engine.host import EngineHost
@@ -169,10 +167,10 @@ class StoredSettingsSampler:
         self.store = store
         self.settings = settings
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+    def sample(self, round: SamplingRound) -> list[Sample]:
         stored = dict(self.store.settings().get("prometheus") or {})
         client = PrometheusClient.from_settings(stored, self.settings.environ, url=self.settings.prometheus_url)
-        return PrometheusSampler(client).sample(gate, wave_name, envs, round)
+        return PrometheusSampler(client).sample(round)
 
 
 def bootstrap(environ: Mapping[str, str], wiring: Wiring | None = None) -> App:
