@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from estate.app.access import AccessControl
+from estate.app.alerts import Alerts
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
 from estate.app.feed import Feed
+from estate.app.freezes import Freezes
 from estate.app.identity import Identity
 from estate.app.inventory import Inventory
 from estate.app.jobs import Jobs
@@ -82,7 +84,20 @@ class App:
 
     @cached_property
     def deployments(self) -> Deployments:
-        return Deployments(lambda: self.terraform, self.audit, self.access)
+        return Deployments(lambda: self.terraform, self.audit, self.access, self.store, self.wiring.now)
+
+    @cached_property
+    def freezes(self) -> Freezes:
+        return Freezes(self.store, self.audit, self.access, self.wiring.now, poke=self._poke)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        return Alerts(self.store, self.audit, self.access, self.wiring.now, poke=self._poke)
+
+    def _poke(self) -> None:
+        """Hosted: make the engine host read its rollouts' inboxes (and the freezes) now."""
+        if self.wiring.hosted:
+            self.host.poke()
 
     @cached_property
     def rollouts(self) -> Rollouts:

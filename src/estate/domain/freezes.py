@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from estate.domain.change_windows import ChangeWindow, describe, next_open
+from estate.errors import ConflictError
+
+
+class Frozen(ConflictError):
+    """A new deployment would start in a frozen scope."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,17 @@ def freeze_hold(freezes: Sequence[Freeze], env_type: str, now: datetime) -> Hold
     lifts = [f.until for f in found]
     until = None if any(u is None for u in lifts) else max(u for u in lifts if u is not None)
     return Hold("; ".join(str(f) for f in found), until)
+
+
+def require_unfrozen(freezes: Sequence[Freeze], targets: Sequence[tuple[str, str]], now: datetime) -> None:
+    """Frozen naming the first of `targets` (environment, env type) a freeze covers now."""
+    for env, env_type in targets:
+        hold = freeze_hold(freezes, env_type, now)
+        if hold is not None:
+            raise Frozen(
+                f"{env} is frozen: {hold.reason}",
+                hint="wait for the freeze to end, or ask an admin to lift it: estate unfreeze ...",
+            )
 
 
 def window_hold(windows: Sequence[ChangeWindow], now: datetime) -> Hold | None:
