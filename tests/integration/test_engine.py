@@ -4,7 +4,7 @@ runner: the story, refusals, errored deployments, leases, resume, and one host d
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,7 @@ from estate.app import App, Caller, Wiring, bootstrap
 from estate.app.audit import AuditFilter
 from estate.app.views.rollouts import EnvQuery
 from estate.config import load_estate
-from estate.domain.gate_eval import Sample
+from estate.domain.gate_eval import Sample, SamplingRound
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Module, ModuleVersion, Resource
 from estate.domain.plans import BakeGate, PrometheusGate
@@ -70,10 +70,12 @@ ALEX, BOB = Caller("alex"), Caller("bob")
 class PassingSampler:
     """Every sample sits inside its gate's bounds (the real sampler is tested against a real Prometheus)."""
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+    def sample(self, round: SamplingRound) -> list[Sample]:
+        gate = round.gate
+        assert isinstance(gate, PrometheusGate)
         value = gate.max if gate.max is not None else (gate.min or 0.0)
-        subjects = [f"wave/{wave_name}"] if gate.scope == "wave" else [str(e.ref) for e in envs]
-        return [Sample.of(s, round, "q", value) for s in subjects]
+        subjects = [f"wave/{round.wave_name}"] if gate.scope == "wave" else [str(e.ref) for e in round.envs]
+        return [Sample.of(s, round.round, "q", value) for s in subjects]
 
 
 @dataclass

@@ -58,12 +58,11 @@ class ChangeWindow:
         tz = zone(self.timezone)
         wall = datetime.combine(day, self.start)
         readings = sorted({wall.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1)})
-        opened = [r for r in readings if self.contains(r)]
-        if opened or len(readings) < 2:
-            return opened
-        # The start falls in a gap (spring forward): the window opens when the clock jumps past it.
+        if all(r.astimezone(tz).replace(tzinfo=None) == wall for r in readings):
+            return [r for r in readings if self.contains(r)]  # one reading, or both of a fall-back hour
+        # The start falls in a spring-forward gap: the window opens when the clock jumps past it.
         closed, open_ = readings
-        if not self.contains(open_):
+        if self.contains(closed) or not self.contains(open_):
             return []
         while (open_ - closed) > timedelta(seconds=1):
             middle = closed + (open_ - closed) / 2
