@@ -344,3 +344,16 @@ def test_an_alert_for_a_wave_that_already_stopped_is_only_recorded() -> None:
     again = decide(halted.state, alert("a/eph-2", starts_at=T0 + timedelta(seconds=1)), sim.now)
     assert again.refused is None and again.state.wave(1).alerts[-1].effect is AlertEffect.RECORDED
     assert again.state.phase is RolloutPhase.HALTED and again.actions == ()
+
+
+def test_alerts_for_a_wave_rolling_back_are_recorded_and_never_stall_the_rollback() -> None:
+    sim = two_waves(OnFailure.ROLLBACK)
+    sim.ok(Start("alex"))
+    sim.finish_all()
+    sim.send(alert("a/eph-1"))
+    assert sim.state.wave(1).phase is WavePhase.ROLLING_BACK
+    second = sim.send(alert("a/eph-2"))  # Alertmanager reports the other environment a moment later
+    assert second.refused is None and sim.state.phase is RolloutPhase.RUNNING
+    assert [a.effect for a in sim.state.wave(1).alerts] == [AlertEffect.FAILED_WAVE, AlertEffect.RECORDED]
+    sim.finish_all()
+    assert sim.state.phase is RolloutPhase.FAILED and sim.state.wave(1).phase is WavePhase.ROLLED_BACK

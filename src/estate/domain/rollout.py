@@ -488,12 +488,12 @@ def _alert_fired(d: Draft, event: AlertFired) -> str | None:
         return None  # the same firing, notified again: it already acted
     n, current = env.wave, state.current_wave
     why = f"alert {alert.name} firing for {env.env}"
-    if n == current.number and current.phase in _STOPPABLE:
-        effect = AlertEffect.FAILED_WAVE
-    elif (n < current.number or env.changed) and state.phase in _PAUSABLE:
-        effect = AlertEffect.PAUSED
+    if n == current.number:  # a wave that already stopped (halted, rolling back) only keeps the evidence
+        effect = AlertEffect.FAILED_WAVE if current.phase in _STOPPABLE else AlertEffect.RECORDED
     elif n > current.number and not env.changed:
         return f"{env.env} is in wave {n}, which rollout {state.id} has not deployed: alert {alert.name} ignored"
+    elif state.phase in _PAUSABLE and current.phase is not WavePhase.ROLLING_BACK:
+        effect = AlertEffect.PAUSED
     else:
         effect = AlertEffect.RECORDED
     wave = state.wave(n)
