@@ -4,6 +4,7 @@ marks the version defective when the plan says so, and landed and compare gates 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import settings
@@ -32,8 +33,9 @@ from estate.domain.rollout_events import (
     Tick,
     WakeAt,
 )
-from estate.domain.rollout_state import RolloutPhase, WavePhase, new_rollout
+from estate.domain.rollout_state import RolloutPhase, RolloutState, WavePhase, new_rollout
 from estate.domain.selectors import Selector
+from estate.store.codec import decode_as, encode
 from tests.unit.test_rollout_machine import Sim, done, ref
 
 T0 = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)  # a Monday
@@ -198,6 +200,11 @@ class HeldDeploys(RuleBasedStateMachine):
         if wave.hold_until is not None:
             assert wave.hold and wave.phase is WavePhase.DEPLOYING
 
+    @invariant()
+    def the_state_round_trips_through_the_store_codec(self) -> None:
+        state = self.sim.state  # windows, freezes and holds included
+        assert decode_as(RolloutState, json.loads(json.dumps(encode(state)))) == state
+
 
 TestHeldDeploys = HeldDeploys.TestCase
 TestHeldDeploys.settings = settings(max_examples=150, stateful_step_count=25, deadline=None)
@@ -240,6 +247,7 @@ def test_an_alert_in_the_current_wave_fails_it_and_is_kept_as_evidence() -> None
     assert kept.alert.generator_url.startswith("http://prometheus/") and kept.alert.starts_at == T0
     assert not [a for a in decision.actions if isinstance(a, MarkDefective)], "the plan does not mark versions"
     assert sim.send(alert("a/eph-1")).log == (), "the same firing, notified again, does nothing more"
+    assert decode_as(RolloutState, json.loads(json.dumps(encode(sim.state)))) == sim.state
 
 
 def test_with_rollback_policy_the_wave_rolls_back_and_the_version_is_marked_defective() -> None:
