@@ -65,7 +65,7 @@ def test_the_broken_version_fails_against_its_baseline_the_patch_passes_too_few_
     modules = gated.json("module", "list")
     (broken,) = [v for v in modules[0]["versions"] if v["version"] == "2.0.0"]
     assert broken["lifecycle"] == "defective" and broken["lifecycle_by"] == f"rollout:{rollout}"
-    assert "failed gate 0 (compare" in broken["lifecycle_reason"]
+    assert broken["lifecycle_reason"] == f"failed gate 0 (compare) of wave 1 (canary) in rollout {rollout}"
     refused = gated.run("rollout", "retarget", rollout, "2.0.0", "--no-preflight", code=2)
     assert "postgres 2.0.0 is defective" in refused.err
 

@@ -18,7 +18,7 @@ from estate.config import load_estate
 from estate.domain.gate_eval import Sample, SamplingRound
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Module, ModuleVersion, Resource
-from estate.domain.plans import BakeGate, PrometheusGate
+from estate.domain.plans import BakeGate, CompareGate
 from estate.domain.rules import ModuleRule
 from estate.domain.usage import module_usage
 from estate.engine.driver import RolloutDriver
@@ -72,10 +72,17 @@ class PassingSampler:
 
     def sample(self, round: SamplingRound) -> list[Sample]:
         gate = round.gate
-        assert isinstance(gate, PrometheusGate)
+        landed = True if gate.landed else None
+        if isinstance(gate, CompareGate):  # both cohorts alike: not worse
+            cohorts = ((round.envs, False), (round.baseline, True))
+            return [
+                Sample(str(e.ref), round.round, "q", (0.001,), landed=landed, baseline=b)
+                for envs, b in cohorts
+                for e in envs
+            ]
         value = gate.max if gate.max is not None else (gate.min or 0.0)
         subjects = [f"wave/{round.wave_name}"] if gate.scope == "wave" else [str(e.ref) for e in round.envs]
-        return [Sample.of(s, round.round, "q", value) for s in subjects]
+        return [Sample(s, round.round, "q", (value,), landed=landed) for s in subjects]
 
 
 @dataclass

@@ -26,7 +26,7 @@ from estate.domain.alerts import FiredAlert
 from estate.domain.gate_eval import CohortSummary, Comparison
 from estate.domain.ids import EnvRef
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
-from estate.domain.plans import BakeGate, Gate, RolloutPlan, describe_gate
+from estate.domain.plans import BakeGate, Gate, RolloutPlan, describe_gate, gate_kind
 from estate.domain.rollout_state import EnvState, EnvStatus, GateRecord, RolloutPhase, RolloutState, WaveState
 from estate.domain.usage import module_usage
 from estate.errors import InputError
@@ -131,7 +131,7 @@ def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[Gat
         out.append(
             GateView(
                 index=index,
-                kind=type(gate).__name__.removesuffix("Gate").lower(),
+                kind=gate_kind(gate),
                 spec=describe_gate(gate),
                 result=result,
                 at=record.at if record else (approvals[-1].at if approvals else None),

@@ -143,18 +143,23 @@ Gate = BakeGate | PrometheusGate | CompareGate | ApprovalGate
 MetricGate = PrometheusGate | CompareGate  # the gates the engine samples from Prometheus
 
 
+def gate_kind(gate: Gate) -> str:
+    """`bake`, `prometheus`, `compare` or `approval`."""
+    return type(gate).__name__.removesuffix("Gate").lower()
+
+
 def describe_gate(gate: Gate) -> str:
     """`bake 600s`, `approval by approver (four eyes)`, `prometheus 'q' max 0.05 x3/10s`: a gate as people read it."""
     if isinstance(gate, BakeGate):
         return f"bake {gate.seconds}s"
     if isinstance(gate, ApprovalGate):
         return f"approval by {gate.role}" + (" (four eyes)" if gate.four_eyes else "")
-    landed = f" once {gate.landed!r} reports" if gate.landed else ""
+    landed = ", landed check" if gate.landed else ""
     if isinstance(gate, CompareGate):
         against = "its baseline" if gate.baseline is None else "a selected baseline"
         return (
-            f"compare {gate.query!r} ({gate.better} is better) against {against}, tolerance {gate.tolerance},"
-            f" confidence {gate.confidence:g} x{gate.count}/{gate.interval_seconds}s{landed}"
+            f"compare {gate.query!r} against {against} ({gate.better} is better, tolerance {gate.tolerance},"
+            f" {gate.confidence:.0%} confidence) x{gate.count}/{gate.interval_seconds}s{landed}"
         )
     bounds = " ".join(f"{k} {v:g}" for k, v in (("min", gate.min), ("max", gate.max)) if v is not None)
     return f"prometheus {gate.query!r} {bounds} x{gate.count}/{gate.interval_seconds}s{landed}"

@@ -23,7 +23,7 @@ from estate.domain.deployments import DeploymentKind
 from estate.domain.freezes import Hold, freeze_hold, window_hold
 from estate.domain.gate_eval import Verdict
 from estate.domain.ids import EnvRef
-from estate.domain.plans import BakeGate, CompareGate, OnFailure, PrometheusGate, Wave, describe_gate
+from estate.domain.plans import BakeGate, CompareGate, OnFailure, PrometheusGate, Wave, gate_kind
 from estate.domain.rollout_events import (
     ROLLOUT,
     Action,
@@ -247,7 +247,7 @@ def _drive_verify(d: Draft, wave: WaveState) -> bool:
     if record.verdict is Verdict.PASSED:
         _next_gate(d, n)
     elif record.verdict is Verdict.FAILED:
-        gate_failed(d, n, f"gate {index} failed", f"gate {index} ({describe_gate(gate)})")
+        gate_failed(d, n, f"gate {index} failed", f"gate {index} ({gate_kind(gate)})")
     else:
         d.wave_to(n, WavePhase.INCONCLUSIVE, f"gate {index} was inconclusive")
     return True
