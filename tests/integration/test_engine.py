@@ -318,3 +318,21 @@ def test_status_lists_a_page_of_environments_by_wave_and_state_with_counts(engin
     assert [w.number for w in prod.waves if w.envs] == [4] and prod.next_cursor == "checkout/prod-us"
     summary = rollouts.status(rollout, query=EnvQuery(summary=True))
     assert not any(w.envs for w in summary.waves) and summary.waves[0].counts == whole.waves[0].counts
+
+
+def test_a_held_wave_hands_back_to_the_cli_and_a_lifted_freeze_leaves_no_timer_behind(
+    store: Store, engine: Engine
+) -> None:
+    rollouts, freezes = engine.app.rollouts, engine.app.freezes
+    freezes.freeze(ALEX, reason="incident 4711", env_type="ephemeral", until=engine.clock() + timedelta(hours=2))
+    rollout = rollouts.start(ALEX, "postgres", "2.0.1", "standard", preflight=False).id
+    held = rollouts.status(rollout)
+    assert held.phase == "running" and "incident 4711" in held.waves[0].hold
+    assert held.waiting_for is not None and held.waiting_for.startswith("wave 1 to be released (by itself at")
+    assert engine.clock.slept < 60, "the embedded command returned instead of waiting out the freeze"
+    assert not engine.runner.runs
+    freezes.unfreeze(ALEX, env_type="ephemeral")
+    before = engine.clock.slept
+    assert rollouts.resume(ALEX, rollout).phase == "awaiting_promotion", "any command drives it on, embedded"
+    assert engine.clock.slept - before < 60, "the lifted freeze's timer did not keep the engine busy"
+    assert len(engine.runner.runs) == 5

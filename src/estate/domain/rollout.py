@@ -201,16 +201,27 @@ def outstanding(state: RolloutState) -> tuple[Action, ...]:
         for e in state.envs
         if e.key is not None and e.target is not None and e.kind is not None
     ]
-    gate = gate_action(state, state.current_wave) if state.phase not in FROZEN else None
-    if gate is not None:
-        actions.append(gate)
-    actions += [retry_wake(state, e) for e in state.envs.waiting() if e.wave == state.current and e.key is None]
-    wake = hold_wake(state, state.current_wave) if state.phase not in FROZEN else None
-    if wake is not None:
-        actions.append(wake)
+    if state.phase not in FROZEN:  # a paused rollout samples nothing and releases nothing until it resumes
+        actions += _driven(state)
+    actions += _backoffs(state)
     if state.phase is Phase.COMPLETED:
         actions.append(finalize_action(state))
     return tuple(actions)
+
+
+def wakes(state: RolloutState) -> tuple[Action, ...]:
+    """The timers the state waits on, whatever its phase: its exit gate's next sampling round or the end of a
+    bake, the end of a hold, back-offs after transient errors. An engine keeps no other timer."""
+    return (*_driven(state), *_backoffs(state))
+
+
+def _driven(state: RolloutState) -> list[Action]:
+    wave = state.current_wave
+    return [a for a in (gate_action(state, wave), hold_wake(state, wave)) if a is not None]
+
+
+def _backoffs(state: RolloutState) -> list[Action]:
+    return [retry_wake(state, e) for e in state.envs.waiting() if e.wave == state.current and e.key is None]
 
 
 def acts_on(state: RolloutState, command: Command) -> tuple[EnvRef, ...]:

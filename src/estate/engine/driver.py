@@ -24,7 +24,7 @@ from estate.domain.gate_eval import Sample, SamplingRound, subjects
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment
 from estate.domain.plans import CompareGate
-from estate.domain.rollout import Decision, decide, decide_observations, outstanding
+from estate.domain.rollout import Decision, decide, decide_observations, outstanding, wakes
 from estate.domain.rollout_events import SubjectKind
 from estate.domain.rollout_state import RolloutPhase, RolloutState, WavePhase
 from estate.engine.config import EngineConfig
@@ -144,6 +144,7 @@ class RolloutDriver:
         if commands or events or starts:
             self._persist(turn, starts, now)
         self._perform(turn.state, [*redo, *turn.actions], now)
+        self._forget_stale_timers(turn.state)
         self.state = turn.state
         return turn.state
 
@@ -270,6 +271,14 @@ class RolloutDriver:
                 ev.GateSampled(sampling.key, sampling.wave, sampling.gate_index, sampling.round, tuple(samples))
             )
         return events
+
+    def _forget_stale_timers(self, state: RolloutState) -> None:
+        """Drop the timers the state no longer waits on (a hold lifted early, a gate left by a rollback), so a
+        rollout that needs a human, or is over, is not kept busy by them."""
+        if self.timers:
+            wanted = {a.key for a in wakes(state)}
+            for key in [k for k in self.timers if k not in wanted]:
+                del self.timers[key]
 
     def _due(self, now: datetime) -> list[ev.Observation]:
         """Ticks for the timers that fired (sampling timers start their round instead)."""
