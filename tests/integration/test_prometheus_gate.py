@@ -305,6 +305,8 @@ def test_the_grafana_dashboard_queries_run_on_real_prometheus(
     prometheus.wait_for_metric("pg_up", project="checkout")
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
+            if "estate_" in target["expr"]:
+                continue  # joins Estate's own metrics: tests/e2e/test_server.py checks those against a real server
             # increase() needs two scrapes, hence waiting rather than asserting at once
             assert prometheus.wait_until(target["expr"].replace("$project", ".*"), bool, timeout=10), panel["title"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import insert, text
+from sqlalchemy import Engine, insert, text
 
 from estate.app import Wiring, bootstrap
 from estate.config import load_estate
@@ -34,14 +34,20 @@ from tests.support.cli import EXAMPLE_ESTATE
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-def test_an_in_flight_rollout_of_the_old_format_completes_after_the_upgrade(tmp_path: Path) -> None:
+def database_at(tmp_path: Path, revision: str) -> tuple[str, Engine]:
+    """A SQLite database migrated up to `revision` (its URL and an engine on it)."""
     url = f"sqlite:///{tmp_path / 'estate.db'}"
     engine = create_database_engine(url)
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0004")
+        command.upgrade(config, revision)
+    return url, engine
+
+
+def test_an_in_flight_rollout_of_the_old_format_completes_after_the_upgrade(tmp_path: Path) -> None:
+    url, engine = database_at(tmp_path, "0004")
     types = ("ephemeral", "development", "staging", "production")
     plan = RolloutPlan("quick", tuple(Wave(t, Selector(env_types=frozenset({t})), auto_promote=True) for t in types))
     estate = replace(load_estate(EXAMPLE_ESTATE).estate, plans=(plan,))
@@ -106,13 +112,8 @@ def test_an_in_flight_rollout_of_the_old_format_completes_after_the_upgrade(tmp_
 
 
 def test_0008_gives_recorded_rollouts_their_env_types_and_versions_a_lifecycle(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'estate.db'}"
-    engine = create_database_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    url, engine = database_at(tmp_path, "0007")
     with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0007")
         conn.execute(text("INSERT INTO modules (id, resource_type) VALUES ('postgres', 'postgres')"))
         conn.execute(
             text(

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 from urllib.parse import urlencode
 
 EXPORTER = Path(__file__).resolve().parents[3] / "examples" / "exporter" / "estate_demo_exporter.py"
@@ -89,9 +89,60 @@ class DemoExporter:
         return http_get(self.url)[1].decode()
 
 
+class _Daemon:
+    """What Prometheus and Alertmanager share: a process on a free loopback port (chosen again when it is taken
+    before the process binds it), ready when `/-/ready` answers 200, its output in `<workdir>/<name>.log`,
+    stopped by its PID."""
+
+    name: ClassVar[str]
+    workdir: Path
+    port: int
+    process: subprocess.Popen[bytes] | None
+    log: IO[bytes] | None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _launch(self, command: Callable[[], list[str]], before: Callable[[], None] = lambda: None) -> None:
+        for _attempt in range(3):
+            before()
+            self.port = free_port()
+            self.log = (self.workdir / f"{self.name}.log").open("ab")
+            self.process = subprocess.Popen(
+                command(), stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
+            )
+            if _ready(f"{self.url}/-/ready", self.process):
+                return
+            self.stop()
+        raise RuntimeError(f"{self.name} did not become ready; its log:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL); safe to call twice."""
+        if self.process is not None:
+            stop_process(self.process)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.workdir / f"{self.name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
 @dataclass
-class PrometheusServer:
+class PrometheusServer(_Daemon):
     """A Prometheus server started for one test; stop it to simulate an outage."""
+
+    name: ClassVar[str] = "prometheus"
 
     binary: str
     workdir: Path
@@ -102,10 +153,6 @@ class PrometheusServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> PrometheusServer:
         config = self.workdir / "prometheus.yml"
@@ -128,51 +175,20 @@ class PrometheusServer:
             f"scrape_configs:\n{jobs}",
             encoding="utf-8",
         )
-        for _attempt in range(3):  # the free port may be taken between choosing and binding it
-            # A fresh TSDB: samples kept from a previous run would linger without staleness markers.
-            shutil.rmtree(self.workdir / "data", ignore_errors=True)
-            self.port = free_port()
-            self._spawn(config)
-            if self._wait_ready():
-                return self
-            self.stop()
-        raise RuntimeError(f"Prometheus did not become ready; its log:\n{self.log_tail()}")
+        # A fresh TSDB: samples kept from a previous run would linger without staleness markers.
+        self._launch(lambda: self._command(config), lambda: shutil.rmtree(self.workdir / "data", ignore_errors=True))
+        return self
 
-    def _spawn(self, config: Path) -> None:
-        self.log = (self.workdir / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                f"--web.external-url=http://127.0.0.1:{self.port}/",
-                "--rules.alert.resend-delay=1s",  # a dropped notification is sent again within a second
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def _wait_ready(self) -> bool:
-        return self.process is not None and _ready(f"{self.url}/-/ready", self.process)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL); safe to call twice."""
-        if self.process is not None:
-            stop_process(self.process)
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.workdir / "prometheus.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+    def _command(self, config: Path) -> list[str]:
+        return [
+            self.binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.external-url=http://127.0.0.1:{self.port}/",
+            "--rules.alert.resend-delay=1s",  # a dropped notification is sent again within a second
+            "--log.level=warn",
+        ]
 
     def query(self, promql: str) -> Vector:
         """The instant vector `promql` returns now ([] on no data)."""
@@ -210,9 +226,10 @@ class PrometheusServer:
 
 
 @dataclass
-class AlertmanagerServer:
+class AlertmanagerServer(_Daemon):
     """Alertmanager routing every alert to one webhook at once (group_wait 0s), clustering off."""
 
+    name: ClassVar[str] = "alertmanager"
     binary: str
     workdir: Path
     webhook: str  # the receiver's URL
@@ -220,14 +237,6 @@ class AlertmanagerServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def start(self) -> AlertmanagerServer:
         receiver: dict[str, Any] = {"url": self.webhook, "send_resolved": True}
@@ -245,38 +254,18 @@ class AlertmanagerServer:
         }
         path = self.workdir / "alertmanager.yml"
         path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
-        for _attempt in range(3):  # the free port may be taken between choosing and binding it
-            self.port = free_port()
-            self.log = (self.workdir / "alertmanager.log").open("ab")
-            self.process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={path}",
-                    f"--storage.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    f"--web.external-url=http://127.0.0.1:{self.port}/",
-                    "--cluster.listen-address=",  # no gossip, no second port
-                    "--log.level=warn",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-            )
-            if _ready(f"{self.url}/-/ready", self.process):
-                return self
-            self.stop()
-        raise RuntimeError(f"Alertmanager did not become ready; its log:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.workdir / "alertmanager.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        self._launch(
+            lambda: [
+                self.binary,
+                f"--config.file={path}",
+                f"--storage.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.external-url=http://127.0.0.1:{self.port}/",
+                "--cluster.listen-address=",  # no gossip, no second port
+                "--log.level=warn",
+            ]
+        )
+        return self
 
 
 def _ready(url: str, process: subprocess.Popen[bytes]) -> bool:
