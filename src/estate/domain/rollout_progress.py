@@ -191,17 +191,24 @@ def _startable(d: Draft, n: int, spec: Wave, slots: int, pending: int) -> tuple[
     closed = window_hold(spec.change_windows, d.now)
     if closed is not None:
         return [], closed
-    envs = d.state.envs
-    if not any(f.active(d.now) for f in d.state.freezes):
-        return envs.next_up(n, d.now, slots), None
+    envs, types = d.state.envs, d.state.wave(n).env_types
+    holds: dict[str, Hold | None] = {t: freeze_hold(d.state.freezes, t, d.now) for t in types}
+    if types and not any(holds.values()):
+        return envs.next_up(n, d.now, slots), None  # no freeze covers this wave: no need to look at each
+    if types and all(holds.values()):
+        return [], next(h for h in holds.values() if h is not None)  # every environment of it is frozen
     free: list[EnvState] = []
     held: Hold | None = None
-    for env in envs.next_up(n, d.now, pending):  # a freeze is rare: then look at every candidate
-        frozen = freeze_hold(d.state.freezes, env.env_type, d.now)
+    for env in envs.next_up(n, d.now, pending):  # some are frozen, some not: look at each candidate
+        if env.env_type not in holds:
+            holds[env.env_type] = freeze_hold(d.state.freezes, env.env_type, d.now)
+        frozen = holds[env.env_type]
         if frozen is None:
             free.append(env)
         elif held is None:
             held = frozen
+        if len(free) >= slots and held is not None:
+            break
     return free[:slots], held
 
 

@@ -154,6 +154,7 @@ class WaveState:
 
     number: int
     envs: tuple[EnvRef, ...]
+    env_types: frozenset[str] = frozenset()  # of its members (empty: not known, for rollouts older than this)
     phase: WavePhase = WavePhase.PENDING
     run: int = 0  # times the wave was entered (numbers gate keys)
     verify_started_at: datetime | None = None  # when its deployments finished; bake counts from here
@@ -453,14 +454,18 @@ def new_rollout(
             if ref not in previous_versions:
                 raise ValueError(f"environment {ref} has no previous version")
             seen.add(ref)
-    waves = tuple(WaveState(number=n, envs=tuple(refs)) for n, refs in enumerate(membership, start=1))
+    types = env_types or {}
+    waves = tuple(
+        WaveState(number=n, envs=tuple(refs), env_types=frozenset(types.get(r, "") for r in refs))
+        for n, refs in enumerate(membership, start=1)
+    )
     envs = EnvTable(
         EnvState(
             env=ref,
             wave=n,
             previous_version=previous_versions[ref],
             version=previous_versions[ref],
-            env_type=(env_types or {}).get(ref, ""),
+            env_type=types.get(ref, ""),
         )
         for n, refs in enumerate(membership, start=1)
         for ref in refs
