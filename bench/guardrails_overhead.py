@@ -93,8 +93,9 @@ def judgements(sizes: list[int], runs: int) -> None:
         new = [Sample(f"p/n{i}", r, "q", (0.001 + i * 1e-6,)) for i in range(n) for r in range(3)]
         base = [Sample(f"p/b{i}", r, "q", (0.001 + i * 2e-6,), baseline=True) for i in range(n) for r in range(3)]
         expected = [f"p/n{i}" for i in range(n)]
-        t_base = median_seconds(lambda: evaluate(prometheus, new, expected), runs)
-        t_compare = median_seconds(lambda: evaluate_compare(compare, [*new, *base], expected), runs)
+        both = [*new, *base]
+        t_base = median_seconds(lambda s=new, e=expected: evaluate(prometheus, s, e), runs)
+        t_compare = median_seconds(lambda s=both, e=expected: evaluate_compare(compare, s, e), runs)
         print(f"{n:>8} {t_base * 1e3:>21.3f} ms {t_compare * 1e3:>15.3f} ms x{t_compare / t_base:>5.2f}")
 
 
