@@ -33,6 +33,7 @@ from estate.domain.rollout_state import RolloutState, new_rollout
 from estate.domain.selectors import Selector
 
 T0 = datetime(2027, 1, 4, 10, tzinfo=UTC)  # a Monday, 10:00 UTC
+LATER = T0 + timedelta(seconds=1)
 
 
 def median_seconds(work: Callable[[], object], runs: int) -> float:
@@ -77,9 +78,8 @@ def holds(sizes: list[int], runs: int) -> None:
     print(f"{'N':>8} " + " ".join(f"{c:>24}" for c in cases))
     for n in sizes:
         states = {c: held_wave(n, *args) for c, args in cases.items()}
-        later = T0 + timedelta(seconds=1)
         times = {
-            c: median_seconds(lambda s=s: decide_observations(s, [Tick()], later), runs) for c, s in states.items()
+            c: median_seconds(lambda s=s: decide_observations(s, [Tick()], LATER), runs) for c, s in states.items()
         }
         base = times["no guardrail"]
         print(f"{n:>8} " + " ".join(f"{times[c] * 1e3:>12.3f} ms x{times[c] / base:>7.2f}" for c in cases))
