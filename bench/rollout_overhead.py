@@ -127,8 +127,8 @@ def child(url: str, home: str) -> None:
     summary = statistics.median(
         _timed(lambda: app.rollouts.status(rollout, query=EnvQuery(summary=True))) for _ in range(3)
     )
-    first = app.rollouts.status(rollout, query=EnvQuery(wave=4, state="succeeded", limit=50))
-    following = EnvQuery(wave=4, state="succeeded", limit=50, after=first.next_cursor)
+    first = app.rollouts.status(rollout, query=EnvQuery(wave="4", state="succeeded", limit=50))
+    following = EnvQuery(wave="4", state="succeeded", limit=50, after=first.next_cursor)
     page = statistics.median(_timed(lambda: app.rollouts.status(rollout, query=following)) for _ in range(3))
     app.close()
     store.close()

@@ -14,8 +14,6 @@ import math
 from collections.abc import Iterable, Sequence
 from statistics import fmean, median
 
-from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
-
 from estate.domain.gate_eval import (
     CohortSummary,
     Comparison,
@@ -119,6 +117,9 @@ def compare(
     comparison = Comparison(summary_new, summary_base, str(gate.better), delta, gate.confidence)
     if not new or not baseline:
         return comparison
+    # SciPy costs a second of import time and ~60 MB: only a compare gate's judgement loads it, not every command.
+    from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]  # noqa: PLC0415
+
     worse = "greater" if gate.better is Better.LOWER else "less"
     moved = [b + delta for b in baseline] if gate.better is Better.LOWER else [b - delta for b in baseline]
     test = mannwhitneyu(new, moved, alternative=worse, method="auto")
