@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from estate.domain.gate_eval import Judgement, Sample, Verdict, evaluate
+from estate.domain.gate_eval import Judgement, Sample, SamplingRound, Verdict, evaluate
 from estate.domain.model import Environment
 from estate.domain.plans import GateScope, NoData, PrometheusGate
 from estate.gates.prometheus import InstantQuerier, PrometheusClient, PrometheusSampler
@@ -324,4 +324,4 @@ def test_the_demo_exporter_serves_what_is_deployed_and_stops_on_sigterm(tmp_path
 def _sample(
     gate: PrometheusGate, envs: list[Environment], wave: str, client: InstantQuerier, round: int
 ) -> list[Sample]:
-    return PrometheusSampler(client).sample(gate, wave, envs, round)
+    return PrometheusSampler(client).sample(SamplingRound(gate, wave, round, envs))

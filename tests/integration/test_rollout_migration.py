@@ -1,5 +1,6 @@
-"""Migration 0006 on a real SQLite database: a rollout in flight, stored the old way (its whole state as one
-JSON value), is split into wave and environment rows, and the engine then completes it."""
+"""Migrations on a real SQLite database: a rollout in flight, stored the old way (its whole state as one JSON
+value), is split into wave and environment rows (0007) and the engine then completes it; rollouts recorded
+before 0009 learn their environments' types, and published versions are `published`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert, text
 
 from estate.app import Wiring, bootstrap
 from estate.config import load_estate
+from estate.domain.lifecycle import Lifecycle
 from estate.domain.model import ModuleVersion
 from estate.domain.plans import RolloutPlan, Wave
 from estate.domain.rollout import decide
@@ -32,20 +34,23 @@ from tests.support.cli import EXAMPLE_ESTATE
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-def test_an_in_flight_rollout_of_the_old_format_completes_after_the_upgrade(tmp_path: Path) -> None:
+def database_at(tmp_path: Path, revision: str) -> tuple[str, Engine]:
+    """A SQLite database migrated up to `revision` (its URL and an engine on it)."""
     url = f"sqlite:///{tmp_path / 'estate.db'}"
     engine = create_database_engine(url)
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0004")
-    old = Store(engine)
+        command.upgrade(config, revision)
+    return url, engine
+
+
+def test_an_in_flight_rollout_of_the_old_format_completes_after_the_upgrade(tmp_path: Path) -> None:
+    url, engine = database_at(tmp_path, "0004")
     types = ("ephemeral", "development", "staging", "production")
     plan = RolloutPlan("quick", tuple(Wave(t, Selector(env_types=frozenset({t})), auto_promote=True) for t in types))
     estate = replace(load_estate(EXAMPLE_ESTATE).estate, plans=(plan,))
-    old.sync(estate, prune=False, force=False, dry_run=False, actor="alex", now=T0)
-    old.publish(ModuleVersion("postgres", "2.0.0", "/srv/pg-2"), "alex", T0)
 
     # What the old engine saved after `start`: wave 1 deploying, its environments in flight, nothing run yet.
     usage = module_usage(estate, "postgres")
@@ -87,6 +92,8 @@ def test_an_in_flight_rollout_of_the_old_format_completes_after_the_upgrade(tmp_
 
     migrate(create_database_engine(url))
     store = Store.open(url)
+    store.sync(estate, prune=False, force=False, dry_run=False, actor="alex", now=T0)  # today's tables: after
+    store.publish(ModuleVersion("postgres", "2.0.0", "/srv/pg-2"), "alex", T0)
     runner = FakeRunner(DeploymentRepository(store), lambda: datetime.now(UTC))
     app = bootstrap(
         {"ESTATE_HOME": str(tmp_path / "home"), "ESTATE_DATABASE_URL": url},
@@ -101,4 +108,36 @@ def test_an_in_flight_rollout_of_the_old_format_completes_after_the_upgrade(tmp_
     assert {b.version for b in module_usage(store.load_estate(), "postgres")} == {"2.0.0"}
     assert len(runner.runs) == len(usage), "every environment deployed once, the in-flight ones included"
     app.close()
+    store.close()
+
+
+def test_0009_gives_recorded_rollouts_their_env_types_and_versions_a_lifecycle(tmp_path: Path) -> None:
+    url, engine = database_at(tmp_path, "0008")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO modules (id, resource_type) VALUES ('postgres', 'postgres')"))
+        conn.execute(
+            text(
+                "INSERT INTO module_versions (module, version, source, inputs, published_at, published_by)"
+                " VALUES ('postgres', '1.0.0', '/srv/pg-1', '{}', :at, 'alex')"
+            ),
+            {"at": T0},
+        )
+        conn.execute(text("INSERT INTO environments VALUES ('shop', 'prod', 'production', '{}')"))
+        for position, env in enumerate(("prod", "gone")):
+            conn.execute(
+                text(
+                    "INSERT INTO rollout_envs (rollout_id, position, project, env, wave, status, previous_version,"
+                    " version, changed, attempts, reason, errors, queued)"
+                    " VALUES ('postgres-1', :p, 'shop', :e, 1, 'pending', '1.0.0', '1.0.0', 0, 0, '', 0, 0)"
+                ),
+                {"p": position, "e": env},
+            )
+    engine.dispose()
+    migrate(create_database_engine(url))
+    store = Store.open(url)
+    with store.connect() as conn:
+        rows = dict(conn.execute(text("SELECT env, env_type FROM rollout_envs ORDER BY position")).all())
+    assert rows == {"prod": "production", "gone": ""}, "an environment no longer in the estate has no type"
+    (version,) = store.load_estate().require_module("postgres").versions
+    assert (version.lifecycle, version.lifecycle_reason) == (Lifecycle.PUBLISHED, "")
     store.close()

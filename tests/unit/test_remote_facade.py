@@ -12,6 +12,7 @@ import pytest
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
 from estate.app.feed import Feed
+from estate.app.freezes import Freezes
 from estate.app.inventory import Inventory
 from estate.app.rollouts import Rollouts
 from estate.cli import remote
@@ -23,6 +24,7 @@ PAIRS = [
     ("rollouts", Rollouts, remote.RemoteRollouts),
     ("audit", AuditTrail, remote.RemoteAudit),
     ("feed", Feed, remote.RemoteFeed),
+    ("freezes", Freezes, remote.RemoteFreezes),
 ]
 
 

@@ -18,7 +18,7 @@ from estate.api import problems
 from estate.api.caller import reader, request_id
 from estate.api.limits import MAX_BODY_BYTES, BodyLimit
 from estate.api.metrics import EstateCollector, HttpMetrics
-from estate.api.routes import audit, deployments, events, health, identity, inventory, jobs, rollouts
+from estate.api.routes import audit, deployments, events, guardrails, health, identity, inventory, jobs, rollouts
 from estate.api.throttle import AuthThrottle
 from estate.app import App
 from estate.app.hosting import Hosting
@@ -60,7 +60,7 @@ def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES, auth_failures_
     api.state.stopping = threading.Event()
     api.state.auth_throttle = AuthThrottle(limit=auth_failures_per_minute, window=60.0)
     problems.install(api)
-    for router in (inventory, deployments, rollouts, audit, jobs, events):  # every route: an authenticated reader
+    for router in (inventory, deployments, rollouts, guardrails, audit, jobs, events):  # authenticated readers
         api.include_router(router.router, prefix=PREFIX, dependencies=[Depends(reader)])
     api.include_router(identity.router, prefix=PREFIX)  # authenticated; whoami needs no role
     api.include_router(health.router)

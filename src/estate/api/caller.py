@@ -1,9 +1,12 @@
-"""Who a request acts for: the subject its bearer credential proves (an API token or an OIDC JWT), never what
-the client says. A request without a valid credential is refused (401, audited as `denied`); an address that
+"""Who a request acts for: the subject its credential proves (an API token or an OIDC JWT, as a bearer token,
+or as the password of basic auth for clients that only speak that, e.g. Alertmanager), never what the client
+says. A request without a valid credential is refused (401, audited as `denied`); an address that
 keeps failing is slowed down (429). The request id comes from `X-Request-ID` or is made up, and is echoed."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from typing import Annotated
@@ -47,10 +50,10 @@ def caller(
     throttle = request.app.state.auth_throttle
     throttle.check(source)
     try:
-        scheme, _, credential = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
-        found = app.identity.authenticate(credential.strip(), source=source, request_id=rid)
+        user, credential = _credential(authorization or "")
+        found = app.identity.authenticate(credential, source=source, request_id=rid)
+        if user is not None and user != found.subject:
+            raise Unauthenticated("basic auth: the user name is not the one the token authenticates")
     except Unauthenticated as exc:
         throttle.failed(source)
         anonymous = Caller(ANONYMOUS, auth="none", source=source, request_id=rid)
@@ -59,6 +62,24 @@ def caller(
         raise
     throttle.succeeded(source)
     return found
+
+
+def _credential(authorization: str) -> tuple[str | None, str]:
+    """(basic auth's user name or None, the credential) of an Authorization header; Unauthenticated otherwise."""
+    scheme, _, value = authorization.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return None, value
+    if scheme.lower() == "basic" and value:
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("basic auth: not base64 of user:password") from None
+        if sep and password:
+            return user, password
+    raise Unauthenticated(
+        "authentication required: send Authorization: Bearer <token> (or basic auth, token as password)"
+    )
 
 
 def reader(request: Request, who: Annotated[Caller, Depends(caller)]) -> Caller:

@@ -3,7 +3,8 @@ refused (422, naming the field) instead of being coerced (`false` is not 0, `"3"
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -26,6 +27,24 @@ def _json_integer(value: Any) -> Any:
 
 
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
+def _date_time(value: Any) -> Any:
+    # An RFC 3339 string with a time zone (Alertmanager writes nanoseconds: the digits past micro are dropped).
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"'{value}' has no time zone (add Z or +HH:MM)")
+    return parsed
+
+
+DateTime = Annotated[datetime, BeforeValidator(_date_time), Field(json_schema_extra={"format": "date-time"})]
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 
@@ -99,3 +118,46 @@ class RetargetIn(Body):
     version: Version
     allow_destroy: bool = False
     preflight: bool = True
+
+
+class FreezeIn(Body):
+    reason: str = Field(min_length=1, max_length=2000)
+    env_type: Id | None = Field(None, description="freeze only this env type (default: every environment)")
+    until: DateTime | None = Field(None, description="when the freeze ends by itself (default: when lifted)")
+
+
+class UnfreezeIn(Body):
+    env_type: Id | None = Field(None, description="lift the freezes of this env type (default: estate-wide ones)")
+    id: JsonInt | None = Field(None, ge=1, le=2**53, description="lift this freeze")
+
+
+class LifecycleIn(Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class _Foreign(BaseModel):
+    """A document another program writes: unknown fields are ignored, known ones checked."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+
+
+Label = Annotated[str, Field(max_length=4096)]
+
+
+class AlertIn(_Foreign):
+    status: Literal["firing", "resolved"]
+    labels: dict[Label, Label] = Field(max_length=256)
+    annotations: dict[Label, Label] = Field({}, max_length=256)
+    starts_at: DateTime | None = Field(None, alias="startsAt")
+    ends_at: DateTime | None = Field(None, alias="endsAt")
+    generator_url: str = Field("", alias="generatorURL", max_length=8192)
+    fingerprint: str = Field("", max_length=128)
+
+
+class AlertmanagerIn(_Foreign):
+    """Alertmanager's webhook payload, version 4."""
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str = Field("", max_length=255)
+    alerts: list[AlertIn] = Field(max_length=10_000)

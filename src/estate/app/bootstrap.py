@@ -15,18 +15,18 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from estate.app.access import AccessControl
+from estate.app.alerts import Alerts
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
 from estate.app.feed import Feed
+from estate.app.freezes import Freezes
 from estate.app.identity import Identity
 from estate.app.inventory import Inventory
 from estate.app.jobs import Jobs
 from estate.app.metrics import EstateMetrics
 from estate.app.rollouts import Rollouts
 from estate.app.status import Dashboards
-from estate.domain.gate_eval import Sample
-from estate.domain.model import Environment
-from estate.domain.plans import PrometheusGate
+from estate.domain.gate_eval import Sample, SamplingRound
 from estate.engine.annotations import GrafanaObserver
 from estate.engine.config import EngineConfig, GateSampler, Observer
 from estate.engine.host import EngineHost
@@ -84,7 +84,20 @@ class App:
 
     @cached_property
     def deployments(self) -> Deployments:
-        return Deployments(lambda: self.terraform, self.audit, self.access)
+        return Deployments(lambda: self.terraform, self.audit, self.access, self.store, self.wiring.now)
+
+    @cached_property
+    def freezes(self) -> Freezes:
+        return Freezes(self.store, self.audit, self.access, self.wiring.now, poke=self._poke)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        return Alerts(self.store, self.audit, self.access, self.wiring.now, poke=self._poke)
+
+    def _poke(self) -> None:
+        """Hosted: make the engine host read its rollouts' inboxes (and the freezes) now."""
+        if self.wiring.hosted:
+            self.host.poke()
 
     @cached_property
     def rollouts(self) -> Rollouts:
@@ -169,10 +182,10 @@ class StoredSettingsSampler:
         self.store = store
         self.settings = settings
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+    def sample(self, round: SamplingRound) -> list[Sample]:
         stored = dict(self.store.settings().get("prometheus") or {})
         client = PrometheusClient.from_settings(stored, self.settings.environ, url=self.settings.prometheus_url)
-        return PrometheusSampler(client).sample(gate, wave_name, envs, round)
+        return PrometheusSampler(client).sample(round)
 
 
 def bootstrap(environ: Mapping[str, str], wiring: Wiring | None = None) -> App:

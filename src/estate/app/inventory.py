@@ -14,6 +14,7 @@ from estate.app.caller import Caller
 from estate.app.views.inventory import (
     ApplyView,
     EnvironmentView,
+    FlaggedVersionView,
     InitView,
     ModuleVersionView,
     ModuleView,
@@ -28,15 +29,18 @@ from estate.app.views.inventory import (
 )
 from estate.config import SourceFile, json_schema, load_sources, read_sources
 from estate.domain.access import Action, Principal, authorize
+from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import Lifecycle, check_change
 from estate.domain.model import Estate, ModuleVersion
 from estate.domain.plans import describe_gate
 from estate.domain.selectors import Selector
-from estate.domain.usage import usage_report
+from estate.domain.usage import module_usage, usage_report
 from estate.domain.versions import Version
 from estate.domain.waves import assign_waves
 from estate.errors import ConflictError, InputError, NotFoundError
 from estate.settings import Settings
 from estate.store import Change, Store
+from estate.store import lifecycle as lifecycles
 from estate.store.codec import encode
 
 __all__ = ["Inventory", "SourceFile", "read_sources"]
@@ -97,6 +101,7 @@ class Inventory:
         rank = estate.env_type_rank()
         owners = {p.id: p.owner for p in estate.projects}
         found = sorted(selector.select(estate.environments), key=lambda e: (rank.get(e.type, 0), e.project, e.id))
+        flagged = _flagged(estate)
         return [
             EnvironmentView(
                 ref=str(e.ref),
@@ -105,6 +110,7 @@ class Inventory:
                 type=e.type,
                 owner=owners.get(e.project, ""),
                 labels=dict(e.labels),
+                flagged=flagged.get(e.ref, []),
             )
             for e in found
         ]
@@ -125,8 +131,15 @@ class Inventory:
         ]
 
     def usage(self, module_id: str) -> UsageView:
-        """Who uses which version of `module_id`, with totals per version, env type and owner."""
-        report = usage_report(self.store.load_estate(), module_id)
+        """Who uses which version of `module_id`, with totals per version, env type and owner; environments on a
+        deprecated or defective version are flagged."""
+        estate = self.store.load_estate()
+        report = usage_report(estate, module_id)
+        module = estate.require_module(module_id)
+
+        def version_of(name: str | None) -> ModuleVersion | None:
+            return module.version(name) if name else None
+
         return UsageView(
             module=module_id,
             environments=[
@@ -137,6 +150,8 @@ class Inventory:
                     resource=b.alias,
                     version=b.version,
                     rule_scope=b.scope.name.lower() if b.scope is not None else None,
+                    lifecycle=str(v.lifecycle) if (v := version_of(b.version)) else None,
+                    lifecycle_reason=v.lifecycle_reason if v else "",
                 )
                 for b in report.bindings
             ],
@@ -144,6 +159,11 @@ class Inventory:
                 version=dict(report.by_version), env_type=dict(report.by_env_type), owner=dict(report.by_owner)
             ),
             unresolved=[str(r) for r in report.unresolved],
+            flagged=[
+                str(b.env.ref)
+                for b in report.bindings
+                if (v := version_of(b.version)) is not None and v.lifecycle is not Lifecycle.PUBLISHED
+            ],
         )
 
     def publish(
@@ -162,6 +182,29 @@ class Inventory:
             )
             attempt.details["created"] = created
         return PublishView(module=module_id, version=version, source=resolved, created=created)
+
+    def set_lifecycle(
+        self, caller: Caller, module_id: str, version: str, lifecycle: str, reason: str
+    ) -> ModuleVersionView:
+        """Mark a published version `deprecated` or `defective`, or `published` again (restore), with a reason."""
+        action = _LIFECYCLE_ACTIONS.get(lifecycle, f"module {lifecycle}")
+        target = f"module:{module_id}@{version}"
+        with self.audit.attempt(caller, action, target, {"reason": reason}) as attempt:
+            self.access.require(caller, Action.ADMINISTER)
+            try:
+                wanted = Lifecycle(lifecycle)
+            except ValueError:
+                raise InputError(f"'{lifecycle}' is not a lifecycle: {', '.join(x.value for x in Lifecycle)}") from None
+            with self.store.begin() as conn:
+                before = lifecycles.current(conn, module_id, version)
+                if check_change(before, wanted, reason):
+                    lifecycles.change(conn, module_id, version, wanted, reason, caller.subject, self.now())
+            attempt.details.update(before=str(before), after=str(wanted))
+        return self._version_view(module_id, version)
+
+    def _version_view(self, module_id: str, version: str) -> ModuleVersionView:
+        found = next(m for m in self.modules() if m.id == module_id)
+        return next(v for v in found.versions if v.version == version)
 
     def plans(self) -> list[PlanSummaryView]:
         return [
@@ -192,6 +235,30 @@ class Inventory:
                 for w, refs in zip(plan.waves, membership.waves, strict=True)
             ],
         )
+
+
+_LIFECYCLE_ACTIONS = {
+    "deprecated": "module deprecate",
+    "defective": "module mark-defective",
+    "published": "module restore",
+}
+
+
+def _flagged(estate: Estate) -> dict[EnvRef, list[FlaggedVersionView]]:
+    """The environments on a deprecated or defective version, with those versions (only modules that have one)."""
+    found: dict[EnvRef, list[FlaggedVersionView]] = {}
+    for module in estate.modules:
+        flagged = {v.version: v for v in module.versions if v.lifecycle is not Lifecycle.PUBLISHED}
+        if not flagged:
+            continue
+        for binding in module_usage(estate, module.id):
+            v = flagged.get(binding.version or "")
+            if v is not None:
+                view = FlaggedVersionView(
+                    module=module.id, version=v.version, lifecycle=str(v.lifecycle), lifecycle_reason=v.lifecycle_reason
+                )
+                found.setdefault(binding.env.ref, []).append(view)
+    return found
 
 
 def _keeps_an_admin(caller: Caller, desired: Estate) -> None:

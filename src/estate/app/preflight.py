@@ -17,6 +17,7 @@ from estate.app.views.rollouts import EnvPreviewView, PreviewView, WavePreviewVi
 from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus
 from estate.domain.graph import resolve_graph
 from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import check_deployable
 from estate.domain.model import Environment, Estate
 from estate.domain.plans import Destructive, RolloutPlan
 from estate.domain.usage import module_usage
@@ -31,6 +32,8 @@ class Targets:
 
     membership: WaveMembership
     current: dict[EnvRef, str] = field(default_factory=dict)
+    types: dict[EnvRef, str] = field(default_factory=dict)  # each target's env type
+    warnings: tuple[str, ...] = ()  # e.g. the version is deprecated
 
     @property
     def refs(self) -> list[EnvRef]:
@@ -38,14 +41,16 @@ class Targets:
 
 
 def targets(estate: Estate, module_id: str, version: str, plan: RolloutPlan, *, allow_uncovered: bool) -> Targets:
-    """Refuses unknown versions, empty plans and (unless allowed) targets no wave selects."""
+    """Refuses unknown and defective versions, empty plans and (unless allowed) targets no wave selects."""
     module = estate.require_module(module_id)
-    if module.version(version) is None:
+    published = module.version(version)
+    if published is None:
         known = ", ".join(v.version for v in module.versions)
         raise NotFoundError(
             f"module '{module_id}' has no published version '{version}' (published: {known})",
             hint=f"publish it first: estate module publish {module_id} {version} --source ...",
         )
+    warning = check_deployable(published)
     usage = module_usage(estate, module_id)
     envs: dict[EnvRef, Environment] = {b.env.ref: b.env for b in usage}
     if not envs:
@@ -59,7 +64,12 @@ def targets(estate: Estate, module_id: str, version: str, plan: RolloutPlan, *, 
             f"no wave of the plan selects these environments that use the module: {names}",
             hint="add a wave that selects them, or pass --allow-uncovered to leave them out",
         )
-    return Targets(membership, {b.env.ref: b.version or "" for b in usage})
+    return Targets(
+        membership,
+        {b.env.ref: b.version or "" for b in usage},
+        {b.env.ref: b.env.type for b in usage},
+        (warning,) if warning else (),
+    )
 
 
 def preflight(

@@ -32,6 +32,7 @@ from estate.engine.host import EngineHost
 from estate.errors import ComponentError, Refused
 from estate.runners import DeploymentService
 from estate.store import Store
+from estate.store.freezes import FreezeStore
 from estate.store.rollouts import LogEntry, ModuleBusy, RolloutRecord, RolloutStore
 
 OUTCOME_WAIT_SECONDS = 10.0  # how long a command waits for another engine to answer it
@@ -63,6 +64,7 @@ class Rollouts:
         self.boards = boards
         self.host = host  # hosted mode: the engine host that drives every rollout
         self.sleep = sleep
+        self.freezes = FreezeStore(store)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -117,9 +119,12 @@ class Rollouts:
             self.access.require(caller, Action.OPERATE, found.refs)
 
     def authorize_retarget(self, caller: Caller, rollout_id: str, version: str) -> None:
-        self.access.require(
-            caller, Action.OPERATE, acts_on(self.state(rollout_id), ev.Retarget(caller.subject, version))
-        )
+        """Forbidden unless `caller` may operate the rollout's environments; NotFoundError for an unknown rollout
+        or version, DefectiveVersion for a defective one (what `retarget` checks first)."""
+        with self.audit.refusals(caller, "rollout retarget", f"rollout:{rollout_id}"):
+            state = self.state(rollout_id)
+            self.access.require(caller, Action.OPERATE, acts_on(state, ev.Retarget(caller.subject, version)))
+            pf.targets(self.store.load_estate(), state.module, version, state.plan, allow_uncovered=True)
 
     def start(
         self,
@@ -146,8 +151,9 @@ class Rollouts:
             found = pf.targets(estate, module, version, plan, allow_uncovered=allow_uncovered)
             self.access.require(caller, Action.OPERATE, found.refs)
             preview = self._planned(caller, estate, module, version, plan, found, preflight, progress)
-            warnings = pf.check(preview, plan, allow_destroy=allow_destroy)
+            warnings = [*found.warnings, *pf.check(preview, plan, allow_destroy=allow_destroy)]
             now = self.now()
+            freezes = self.freezes.active(now)
 
             def build(rollout_id: str) -> RolloutState:
                 return new_rollout(
@@ -159,6 +165,8 @@ class Rollouts:
                     previous_versions=found.current,
                     started_by=caller.subject,
                     now=now,
+                    env_types=found.types,
+                    freezes=freezes,
                 )
 
             created = LogEntry(
@@ -263,7 +271,7 @@ class Rollouts:
             )
             found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
             preview = self._planned(caller, estate, state.module, version, state.plan, found, preflight, progress)
-            warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)
+            warnings = [*found.warnings, *pf.check(preview, state.plan, allow_destroy=allow_destroy)]
             self.rollouts.link_plans(rollout_id, version, pf.plans(preview))
         view = self._command(caller, rollout_id, ev.Retarget(caller.subject, version), follow=follow)
         return view, warnings

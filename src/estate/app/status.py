@@ -7,7 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from estate.app.freezes import freeze_view
 from estate.app.views.rollouts import (
+    AlertView,
+    CohortView,
+    ComparisonView,
     EnvQuery,
     GateDetails,
     GateView,
@@ -18,13 +22,16 @@ from estate.app.views.rollouts import (
     SubjectEvidence,
     WaveView,
 )
+from estate.domain.alerts import FiredAlert
+from estate.domain.gate_eval import CohortSummary, Comparison
 from estate.domain.ids import EnvRef
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
-from estate.domain.plans import BakeGate, Gate, RolloutPlan, describe_gate
+from estate.domain.plans import BakeGate, Gate, RolloutPlan, describe_gate, gate_kind
 from estate.domain.rollout_state import EnvState, EnvStatus, GateRecord, RolloutPhase, RolloutState, WaveState
 from estate.domain.usage import module_usage
 from estate.errors import InputError
 from estate.store import Store
+from estate.store.freezes import FreezeStore
 from estate.store.rollouts import EnvFilter, RolloutStore
 
 _WAITING_FOR = {
@@ -73,10 +80,46 @@ def _details(record: GateRecord, wave: WaveState, gate: Gate, boards: Dashboards
             ],
             failures=s.failures,
             links=boards.links(s.query, start, end) if s.query else {},
+            baseline=s.baseline,
         )
         for s in record.judgement.subjects
     ]
-    return GateDetails(reason=record.reason, subjects=subjects)
+    comparison = record.judgement.comparison
+    return GateDetails(
+        reason=record.reason, subjects=subjects, comparison=_comparison(comparison) if comparison else None
+    )
+
+
+def _cohort(c: CohortSummary) -> CohortView:
+    return CohortView(envs=c.envs, samples=c.samples, median=c.median, mean=c.mean)
+
+
+def _comparison(c: Comparison) -> ComparisonView:
+    return ComparisonView(
+        new=_cohort(c.new),
+        baseline=_cohort(c.baseline),
+        better=c.better,
+        tolerance=c.tolerance,
+        confidence=c.confidence,
+        statistic=c.statistic,
+        p_value=c.p_value,
+        effect_size=c.effect_size,
+        median_change=c.median_change,
+        relative_change=c.relative_change,
+    )
+
+
+def _alert(a: FiredAlert) -> AlertView:
+    return AlertView(
+        name=a.alert.name,
+        env=str(a.env),
+        labels=dict(a.alert.labels),
+        starts_at=a.alert.starts_at,
+        generator_url=a.alert.generator_url,
+        received_at=a.received_at,
+        effect=str(a.effect),
+        run=a.run,
+    )
 
 
 def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[GateView]:
@@ -88,7 +131,7 @@ def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[Gat
         out.append(
             GateView(
                 index=index,
-                kind=type(gate).__name__.removesuffix("Gate").lower(),
+                kind=gate_kind(gate),
                 spec=describe_gate(gate),
                 result=result,
                 at=record.at if record else (approvals[-1].at if approvals else None),
@@ -117,6 +160,10 @@ def _wave(
         gates=_gates(state, wave, boards),
         counts=counts,
         envs=envs,
+        hold=wave.hold,
+        hold_until=wave.hold_until,
+        change_windows=[str(w) for w in spec.change_windows],
+        alerts=[_alert(a) for a in wave.alerts],
     )
 
 
@@ -178,7 +225,11 @@ def rollout_view(
     listing = not query.summary and query.after is None
     outside = store.usage_slice(state.module, outside_rollout=rollout_id) if listing else None
     since = phase_change[0]["at"] if phase_change else (state.started_at or state.created_at)
-    waiting = _WAITING_FOR.get(state.phase, "")
+    waiting = _WAITING_FOR.get(state.phase, "").format(id=state.id)
+    if state.phase is RolloutPhase.RUNNING and state.current_wave.hold:
+        wave = state.current_wave
+        until = f" (by itself at {wave.hold_until:%Y-%m-%d %H:%M:%S} UTC)" if wave.hold_until else ""
+        waiting = f"wave {wave.number} to be released{until}: {wave.hold}"
     return RolloutView(
         id=state.id,
         module=state.module,
@@ -189,7 +240,7 @@ def rollout_view(
         started_by=state.started_by,
         created_at=state.created_at,
         current_wave=state.current,
-        waiting_for=waiting.format(id=state.id) if waiting else None,
+        waiting_for=waiting or None,
         since=since,
         engine=rollouts.driver(rollout_id, now),
         waves=[
@@ -201,6 +252,7 @@ def rollout_view(
         events=[_line(e) for e in log],
         preflight=record.preflight,
         next_cursor=next_cursor,
+        freezes=[freeze_view(f) for f in FreezeStore(store).active(now)],
     )
 
 

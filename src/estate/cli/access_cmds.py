@@ -7,9 +7,7 @@ The first admin token is created here in embedded mode, on the server's machine 
 from __future__ import annotations
 
 import os
-import re
 import sys
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -19,20 +17,10 @@ from rich.table import Table
 from estate.app import Caller
 from estate.cli import credentials
 from estate.cli.context import get_context
-from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, stderr, stdout
+from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, parse_span, stderr, stdout
 from estate.cli.remote import RemoteApp
-from estate.errors import InputError
 
 token_app = typer.Typer(help="API tokens: create (shown once), list (never the secret), revoke.", no_args_is_help=True)
-_SPAN = re.compile(r"^(\d+)([smhd])$")
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def _span(text: str) -> timedelta:
-    found = _SPAN.match(text.strip())
-    if found is None:
-        raise InputError(f"--expires {text!r}: use a number and a unit, like 90d, 12h or 30m")
-    return timedelta(**{_UNIT[found.group(2)]: int(found.group(1))})
 
 
 @token_app.command("create")
@@ -53,7 +41,7 @@ def create(
         ctx.caller(actor),
         user,
         groups=[g.strip() for g in groups.split(",") if g.strip()],
-        expires_in=_span(expires) if expires else None,
+        expires_in=parse_span("--expires", expires) if expires else None,
         description=description,
     )
 

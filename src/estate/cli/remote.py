@@ -14,7 +14,7 @@ import builtins
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,11 +35,13 @@ from estate.app.views.deployments import (
     LogChunk,
 )
 from estate.app.views.events import EventView
+from estate.app.views.guardrails import FreezeView
 from estate.app.views.identity import IssuedTokenView, TokenView, WhoAmIView
 from estate.app.views.inventory import (
     ApplyView,
     EnvironmentView,
     InitView,
+    ModuleVersionView,
     ModuleView,
     PlanSummaryView,
     PlanView,
@@ -213,10 +215,13 @@ def _sse(lines: Iterator[str]) -> Iterator[tuple[int | None, str | None]]:
 
 
 def settled(view: RolloutView) -> bool:
-    """Nothing moves until a human acts (or the rollout is over): what embedded commands drive up to."""
+    """Nothing moves until a human acts (or the rollout is over), or until a freeze lifts or a change window
+    opens (a held wave with nothing in flight): what embedded commands drive up to."""
+    in_flight = any(w.counts.get("deploying") or w.counts.get("rolling_back") for w in view.waves)
     if view.phase in MOVING:
-        return False
-    return not any(w.counts.get("deploying") or w.counts.get("rolling_back") for w in view.waves)
+        current = view.waves[view.current_wave - 1]
+        return view.phase == "running" and bool(current.hold) and current.phase == "deploying" and not in_flight
+    return not in_flight
 
 
 class RemoteInventory:
@@ -258,6 +263,15 @@ class RemoteInventory:
             source = str(local.resolve())
         body = {"version": version, "source": source, "inputs_from": inputs_from}
         return self.client.post(PublishView, f"{API}/modules/{module_id}/versions", body)
+
+    def set_lifecycle(
+        self, caller: Caller, module_id: str, version: str, lifecycle: str, reason: str
+    ) -> ModuleVersionView:
+        verb = {"deprecated": "deprecate", "defective": "mark-defective", "published": "restore"}.get(lifecycle)
+        if verb is None:
+            raise InputError(f"'{lifecycle}' is not a lifecycle: published, deprecated, defective")
+        path = f"{API}/modules/{module_id}/versions/{version}/{verb}"
+        return self.client.post(ModuleVersionView, path, {"reason": reason})
 
     def plans(self) -> list[PlanSummaryView]:
         return self.client.pages(PlanSummaryView, f"{API}/plans")
@@ -436,6 +450,26 @@ class RemoteRollouts:
         )
 
 
+class RemoteFreezes:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def freeze(
+        self, caller: Caller, *, reason: str, env_type: str | None = None, until: datetime | None = None
+    ) -> FreezeView:
+        body = {"reason": reason, "env_type": env_type, "until": until.isoformat() if until else None}
+        return self.client.post(FreezeView, f"{API}/freezes", body)
+
+    def unfreeze(
+        self, caller: Caller, *, env_type: str | None = None, freeze_id: int | None = None
+    ) -> list[FreezeView]:
+        lifted = self.client.request("POST", f"{API}/freezes:lift", body={"env_type": env_type, "id": freeze_id})
+        return TypeAdapter(list[FreezeView]).validate_python(lifted)
+
+    def list(self) -> list[FreezeView]:
+        return TypeAdapter(list[FreezeView]).validate_python(self.client.request("GET", f"{API}/freezes"))
+
+
 class RemoteIdentity:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -508,6 +542,7 @@ class RemoteApp:
         self.audit = RemoteAudit(self.client)
         self.identity = RemoteIdentity(self.client)
         self.feed = RemoteFeed(self.client)
+        self.freezes = RemoteFreezes(self.client)
 
     def close(self) -> None:
         self.client.close()

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from estate.config.schema import Document, GateDoc, SelectorDoc, WaveDoc
+from estate.config.schema import (
+    ChangeWindowDoc,
+    CompareGateDoc,
+    Document,
+    GateDoc,
+    RolloutPlanDoc,
+    SelectorDoc,
+    WaveDoc,
+)
 from estate.domain.access import AccessScope, Binding, Role
+from estate.domain.alerts import parse_matchers
+from estate.domain.change_windows import ChangeWindow, parse_clock, parse_days
 from estate.domain.model import Environment, EnvType, Estate, Module, ModuleVersion, Project, Resource
 from estate.domain.plans import (
     ApprovalGate,
     BakeGate,
+    Better,
+    CompareGate,
     Destructive,
     Gate,
     GateScope,
+    Margin,
     NoData,
     OnFailure,
     PrometheusGate,
@@ -42,11 +55,47 @@ def _gate(doc: GateDoc) -> Gate:
         return BakeGate(doc.bake)
     if doc.approval is not None:
         return ApprovalGate(doc.approval.role, doc.approval.four_eyes)
+    if doc.compare is not None:
+        return _compare(doc.compare)
     p = doc.prometheus
     assert p is not None  # GateDoc validates exactly one kind
     return PrometheusGate(
-        p.query, p.max, p.min, p.interval, p.count, p.failure_limit, NoData(p.no_data), GateScope(p.scope), p.url
+        p.query,
+        p.max,
+        p.min,
+        p.interval,
+        p.count,
+        p.failure_limit,
+        NoData(p.no_data),
+        GateScope(p.scope),
+        p.url,
+        p.landed,
+        p.landed_timeout,
     )
+
+
+def _compare(c: CompareGateDoc) -> CompareGate:
+    tolerance = (
+        Margin(float(c.tolerance.rstrip("%")), percent=True) if isinstance(c.tolerance, str) else Margin(c.tolerance)
+    )
+    return CompareGate(
+        c.query,
+        Better(c.better),
+        tolerance,
+        c.confidence,
+        c.interval,
+        c.count,
+        c.min_samples,
+        selector(c.baseline) if c.baseline is not None else None,
+        c.baseline_limit,
+        c.url,
+        c.landed,
+        c.landed_timeout,
+    )
+
+
+def _window(doc: ChangeWindowDoc) -> ChangeWindow:
+    return ChangeWindow(parse_days(doc.days), parse_clock(doc.start), parse_clock(doc.end), doc.timezone)
 
 
 def _tolerance(value: int | str) -> Tolerance:
@@ -64,6 +113,18 @@ def _wave(doc: WaveDoc) -> Wave:
         tuple(_gate(g) for g in doc.gates),
         OnFailure(doc.on_failure),
         doc.auto_promote,
+        tuple(_window(w) for w in doc.change_windows),
+    )
+
+
+def _plan(p: RolloutPlanDoc) -> RolloutPlan:
+    return RolloutPlan(
+        p.id,
+        tuple(_wave(w) for w in p.waves),
+        Destructive(p.destructive),
+        p.description,
+        parse_matchers(p.alert_selector) if p.alert_selector else (),
+        p.mark_defective_on_failure,
     )
 
 
@@ -95,10 +156,7 @@ def to_estate(doc: Document) -> Estate:
         rules=tuple(
             ModuleRule(r.resource_type, r.module, r.version, r.project, r.env_type, r.env) for r in doc.module_rules
         ),
-        plans=tuple(
-            RolloutPlan(p.id, tuple(_wave(w) for w in p.waves), Destructive(p.destructive), p.description)
-            for p in doc.rollout_plans
-        ),
+        plans=tuple(_plan(p) for p in doc.rollout_plans),
         access=(
             *(
                 Binding(

@@ -12,6 +12,7 @@ from typing import Any
 
 from estate.domain.access import Binding
 from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import Lifecycle
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import ModuleRule
 from estate.errors import NotFoundError
@@ -68,6 +69,8 @@ class ModuleVersion:
     version: str
     source: str
     inputs: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
+    lifecycle: Lifecycle = Lifecycle.PUBLISHED
+    lifecycle_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 `estate.domain.rollout` handles each event, then calls `settle` here, which drives the current wave
 as far as it can go without new input: start deployments up to `max_parallel` (an environment that
-errored transiently waits out its back-off first), apply `on_failure` once failures exceed the
+errored transiently waits out its back-off first; none while a freeze covers its env type or the wave is
+outside its change windows: the wave is *held* and says until when), apply `on_failure` once failures exceed the
 tolerance, halt on an error that will not pass by itself, run exit gates one after the other (bake
-timed with `now`, Prometheus sampled round by round by the engine, judged here), promote
+timed with `now`, metric gates sampled round by round by the engine, judged here), promote
 automatically, finalize after the last wave. Every step that starts something appends an action,
 every change of phase or status a log `Transition`. Pure, like the rest of the machine: no I/O, no
 clock, no randomness; waiting is a `WakeAt` action, never a sleep.
@@ -19,13 +20,15 @@ from types import MappingProxyType
 from typing import Any
 
 from estate.domain.deployments import DeploymentKind
+from estate.domain.freezes import Hold, freeze_hold, window_hold
 from estate.domain.gate_eval import Verdict
 from estate.domain.ids import EnvRef
-from estate.domain.plans import BakeGate, OnFailure, PrometheusGate
+from estate.domain.plans import BakeGate, CompareGate, OnFailure, PrometheusGate, Wave, gate_kind
 from estate.domain.rollout_events import (
     ROLLOUT,
     Action,
     Finalize,
+    MarkDefective,
     SampleGate,
     StartDeployment,
     Subject,
@@ -99,6 +102,7 @@ class Draft:
         wave = self.state.wave(number)
         if wave.phase != phase:
             self.note(Subject.of_wave(number), wave.phase, phase, reason)
+            changes = {"hold": "", "hold_until": None, **changes}  # only a deploying wave is held
         self.put_wave(replace(wave, phase=phase, reason=reason, **changes))
 
     def env_to(self, env: EnvState, status: EnvStatus, why: str = "", **changes: Any) -> None:
@@ -168,13 +172,67 @@ def _drive_deploy(d: Draft, wave: WaveState) -> bool:
         d.wave_to(n, WavePhase.ERRORED, _errored_reason(errored))
         return True
     pending = envs.count(n, EnvStatus.PENDING)
-    for env in envs.next_up(n, d.now, max(max(spec.max_parallel, 1) - in_flight, 0)):
+    starting, hold = _startable(d, n, spec, max(max(spec.max_parallel, 1) - in_flight, 0), pending)
+    _hold(d, n, hold)
+    for env in starting:
         _start_deployment(d, env, DeploymentKind.DEPLOY)
     if pending or in_flight:
         return False
     d.wave_to(wave.number, WavePhase.VERIFYING, verify_started_at=d.now)
     _next_gate(d, wave.number)
     return True
+
+
+def _startable(d: Draft, n: int, spec: Wave, slots: int, pending: int) -> tuple[list[EnvState], Hold | None]:
+    """The environments of wave `n` to deploy now (at most `slots`), and what holds the others back: the wave's
+    change windows, or freezes of their env types."""
+    if not pending:
+        return [], None
+    closed = window_hold(spec.change_windows, d.now)
+    if closed is not None:
+        return [], closed
+    envs, types = d.state.envs, d.state.wave(n).env_types
+    holds: dict[str, Hold | None] = {t: freeze_hold(d.state.freezes, t, d.now) for t in types}
+    if types and not any(holds.values()):
+        return envs.next_up(n, d.now, slots), None  # no freeze covers this wave: no need to look at each
+    if types and all(holds.values()):
+        return [], next(h for h in holds.values() if h is not None)  # every environment of it is frozen
+    free: list[EnvState] = []
+    held: Hold | None = None
+    for env in envs.next_up(n, d.now, pending):  # some are frozen, some not: look at each candidate
+        if env.env_type not in holds:
+            holds[env.env_type] = freeze_hold(d.state.freezes, env.env_type, d.now)
+        frozen = holds[env.env_type]
+        if frozen is None:
+            free.append(env)
+        elif held is None:
+            held = frozen
+        if len(free) >= slots and held is not None:
+            break
+    return free[:slots], held
+
+
+def _hold(d: Draft, n: int, hold: Hold | None) -> None:
+    """Record what holds wave `n` back (or that nothing does any more), and wake up when it may end."""
+    wave = d.state.wave(n)
+    text, until = (hold.reason, hold.until) if hold else ("", None)
+    if (wave.hold, wave.hold_until) == (text, until):
+        return
+    if text and not wave.hold:
+        d.note(Subject.of_wave(n), wave.phase, "held", text)
+    elif wave.hold and not text:
+        d.note(Subject.of_wave(n), "held", wave.phase, "no longer held")
+    d.put_wave(replace(wave, hold=text, hold_until=until))
+    wake = hold_wake(d.state, d.state.wave(n))
+    if wake is not None:
+        d.actions.append(wake)
+
+
+def hold_wake(state: RolloutState, wave: WaveState) -> WakeAt | None:
+    """The timer that ends a hold by itself (a freeze with an end, the next change window)."""
+    if wave.hold_until is None or wave.phase is not WavePhase.DEPLOYING:
+        return None
+    return WakeAt(f"{state.id}:wave-{wave.number}:run-{wave.run}:hold-{wave.hold_until.isoformat()}", wave.hold_until)
 
 
 def _errored_reason(errored: list[EnvState]) -> str:
@@ -196,7 +254,7 @@ def _drive_verify(d: Draft, wave: WaveState) -> bool:
     if record.verdict is Verdict.PASSED:
         _next_gate(d, n)
     elif record.verdict is Verdict.FAILED:
-        _on_failure(d, n, f"gate {index} failed")
+        gate_failed(d, n, f"gate {index} failed", f"gate {index} ({gate_kind(gate)})")
     else:
         d.wave_to(n, WavePhase.INCONCLUSIVE, f"gate {index} was inconclusive")
     return True
@@ -274,6 +332,18 @@ def retry_wake(state: RolloutState, env: EnvState) -> WakeAt:
     """The timer that ends `env`'s back-off."""
     assert env.retry_at is not None
     return WakeAt(f"{state.id}:{env.env}:retry-{env.errors}", env.retry_at)
+
+
+def gate_failed(d: Draft, n: int, reason: str, what: str) -> None:
+    """A gate of wave `n` said no (`what` failed, a gate or an alert): apply `on_failure`; with the plan's
+    `mark_defective_on_failure`, the version this run deployed is marked defective as well."""
+    _on_failure(d, n, reason)
+    state = d.state
+    if state.plan.mark_defective_on_failure:
+        wave = state.wave(n)
+        why = f"failed {what} of wave {n} ({state.spec(n).name}) in rollout {state.id}"
+        key = f"{state.id}:wave-{n}:run-{wave.run}:defective"
+        d.actions.append(MarkDefective(key, state.module, state.version, why))
 
 
 def _on_failure(d: Draft, n: int, reason: str) -> None:
@@ -355,6 +425,8 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
         "gates": (),
         "approvals": (),
         "overridden_by": None,
+        "hold": "",
+        "hold_until": None,
     }
     d.put_wave(replace(wave, **fresh))
     if not wave.envs:
@@ -381,6 +453,8 @@ def sync_phase(d: Draft, before: RolloutPhase) -> None:
     state = d.state
     phase = state.phase if state.phase in FROZEN else _PHASE_OF_WAVE[state.current_wave.phase]
     reason = state.current_wave.reason if phase in (Phase.HALTED, Phase.FAILED) else ""
+    if phase is Phase.PAUSED:
+        reason = state.reason  # who paused it, or the alert that did
     if phase != before:
         d.note(ROLLOUT, before, phase, reason)
     d.state = replace(state, phase=phase, reason=reason)
@@ -398,11 +472,31 @@ def gate_action(state: RolloutState, wave: WaveState) -> Action | None:
     key = f"{state.id}:wave-{wave.number}:run-{wave.run}:gate-{index}"
     if isinstance(gate, BakeGate):
         return WakeAt(f"{key}:wake", _bake_ends(wave, gate))
-    if isinstance(gate, PrometheusGate):
-        envs = tuple(e.env for e in state.envs_of(wave.number) if e.status is EnvStatus.SUCCEEDED)
+    if isinstance(gate, PrometheusGate | CompareGate):
+        done = [e for e in state.envs_of(wave.number) if e.status is EnvStatus.SUCCEEDED]
         started = wave.gate_started_at or state.created_at
         not_before = started + timedelta(seconds=gate.interval_seconds * wave.rounds)
-        return SampleGate(f"{key}:round-{wave.rounds}", wave.number, index, wave.rounds, gate, envs, not_before)
+        landed = [e.finished_at for e in done if e.finished_at is not None]
+        if landed:  # a window never reaches back before a deployment finished: at least a second after the last
+            not_before = max(not_before, max(landed) + timedelta(seconds=1))
+        fallback = wave.verify_started_at or not_before
+        windows = tuple((e.env, int((not_before - (e.finished_at or fallback)).total_seconds())) for e in done)
+        candidates: tuple[EnvRef, ...] = ()
+        if isinstance(gate, CompareGate):
+            candidates = tuple(e.env for e in state.envs if e.wave != wave.number and not e.changed)
+        return SampleGate(
+            f"{key}:round-{wave.rounds}",
+            wave.number,
+            index,
+            wave.rounds,
+            gate,
+            tuple(e.env for e in done),
+            not_before,
+            candidates=candidates,
+            windows=windows,
+            module=state.module,
+            version=state.version,
+        )
     return None
 
 

@@ -25,7 +25,9 @@ from typing import overload
 
 from immutables import Map
 
+from estate.domain.alerts import FiredAlert
 from estate.domain.deployments import DeploymentKind  # a rollout runs DEPLOY or ROLLBACK
+from estate.domain.freezes import Freeze
 from estate.domain.gate_eval import Judgement, Sample, Verdict
 from estate.domain.ids import EnvRef
 from estate.domain.plans import ApprovalGate, RolloutPlan, Wave
@@ -116,6 +118,8 @@ class EnvState:
     retry_at: datetime | None = None  # after a transient error: pending, but not started before this
     errors: int = 0  # transient errors in a row (the back-off grows with them)
     queued: bool = False  # waits in its wave's rollback queue (the queue keeps membership order)
+    env_type: str = ""  # what freezes are scoped by
+    finished_at: datetime | None = None  # when its latest deploy succeeded: its gates' window starts here
 
     @property
     def waiting(self) -> bool:
@@ -132,7 +136,7 @@ class GateRecord:
     verdict: Verdict
     at: datetime
     reason: str = ""
-    judgement: Judgement | None = None  # a Prometheus gate's evidence, per subject and sample
+    judgement: Judgement | None = None  # a metric gate's evidence, per subject and sample
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class WaveState:
 
     number: int
     envs: tuple[EnvRef, ...]
+    env_types: frozenset[str] = frozenset()  # of its members (empty: not known, for rollouts older than this)
     phase: WavePhase = WavePhase.PENDING
     run: int = 0  # times the wave was entered (numbers gate keys)
     verify_started_at: datetime | None = None  # when its deployments finished; bake counts from here
@@ -161,6 +166,9 @@ class WaveState:
     approvals: tuple[Approval, ...] = ()
     overridden_by: str | None = None  # who accepted it despite a failure or inconclusive gate
     reason: str = ""
+    hold: str = ""  # why its deploys may not start now (a freeze, outside its change windows); "" when none
+    hold_until: datetime | None = None  # when the hold may end by itself
+    alerts: tuple[FiredAlert, ...] = ()  # alerts received for its environments, every run (gate evidence)
 
     def record(self, gate_index: int) -> GateRecord | None:
         return next((g for g in self.gates if g.gate_index == gate_index), None)
@@ -382,6 +390,7 @@ class RolloutState:
     started_at: datetime | None = None
     reason: str = ""
     retargeted_by: str | None = None  # who last chose another target version (four-eyes excludes them too)
+    freezes: tuple[Freeze, ...] = ()  # the freezes in force, as the engine last read them
 
     def spec(self, number: int) -> Wave:
         return self.plan.waves[number - 1]
@@ -415,7 +424,7 @@ def approval_gates(wave: Wave) -> tuple[tuple[int, ApprovalGate], ...]:
 
 
 def exit_gate_indexes(wave: Wave) -> tuple[int, ...]:
-    """Indexes of the wave's exit gates (bake, prometheus), in the order they run."""
+    """Indexes of the wave's exit gates (bake, prometheus, compare), in the order they run."""
     return tuple(i for i, g in enumerate(wave.gates) if not isinstance(g, ApprovalGate))
 
 
@@ -429,6 +438,8 @@ def new_rollout(
     previous_versions: Mapping[EnvRef, str],
     started_by: str,
     now: datetime,
+    env_types: Mapping[EnvRef, str] | None = None,
+    freezes: Sequence[Freeze] = (),
 ) -> RolloutState:
     """A PENDING rollout; raise ValueError when membership and versions do not fit the plan."""
     if not plan.waves:
@@ -443,9 +454,19 @@ def new_rollout(
             if ref not in previous_versions:
                 raise ValueError(f"environment {ref} has no previous version")
             seen.add(ref)
-    waves = tuple(WaveState(number=n, envs=tuple(refs)) for n, refs in enumerate(membership, start=1))
+    types = env_types or {}
+    waves = tuple(
+        WaveState(number=n, envs=tuple(refs), env_types=frozenset(types.get(r, "") for r in refs))
+        for n, refs in enumerate(membership, start=1)
+    )
     envs = EnvTable(
-        EnvState(env=ref, wave=n, previous_version=previous_versions[ref], version=previous_versions[ref])
+        EnvState(
+            env=ref,
+            wave=n,
+            previous_version=previous_versions[ref],
+            version=previous_versions[ref],
+            env_type=types.get(ref, ""),
+        )
         for n, refs in enumerate(membership, start=1)
         for ref in refs
     )
@@ -458,4 +479,5 @@ def new_rollout(
         created_at=now,
         waves=waves,
         envs=envs,
+        freezes=tuple(freezes),
     )

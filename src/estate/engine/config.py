@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from estate.domain.gate_eval import Sample
-from estate.domain.model import Environment
-from estate.domain.plans import PrometheusGate
+from estate.domain.gate_eval import Sample, SamplingRound
 from estate.domain.rollout_events import Transition
 from estate.domain.rollout_state import RolloutState
 from estate.runners.ports import Runner
@@ -27,10 +25,10 @@ DISCOVER_SECONDS = 1.0  # how often an engine host looks for rollouts nobody dri
 
 
 class GateSampler(Protocol):
-    """One sampling round of a Prometheus gate: one query per subject, no waiting (the state machine spaces
-    the rounds). Failures come back as samples with an error, never as exceptions."""
+    """One sampling round of a metric gate: the queries `plan_queries(round)` lists, no waiting (the state
+    machine spaces the rounds). Failures come back as samples with an error, never as exceptions."""
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]: ...
+    def sample(self, round: SamplingRound) -> list[Sample]: ...
 
 
 Observer = Callable[[RolloutState, Transition], None]  # e.g. Grafana annotations, the server's event stream

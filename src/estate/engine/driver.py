@@ -1,7 +1,8 @@
 """One rollout's driver: decide, persist, then act; feed what happened back as observations.
 
 A driver holds its rollout's lease. Each `turn` takes the commands queued by anyone, the deployments
-that finished, the gate samples taken and the timers that fired, feeds them to the pure state machine,
+that finished, the gate samples taken, the timers that fired, the alerts Alertmanager delivered to its inbox
+and the freezes in force (read with the inbox), feeds them to the pure state machine,
 persists the new state, its log and the commands' outcomes in one transaction, and only then starts the
 decided actions. A turn never blocks: Terraform runs on the host's deployment pool, Prometheus queries on
 its sampling pool, and waiting is a timer. Every action is keyed and idempotent, so after a crash
@@ -17,15 +18,19 @@ from datetime import datetime
 from typing import Any
 
 from estate.domain import rollout_events as ev
+from estate.domain.cohort import select_baseline
 from estate.domain.deployments import Deployment, DeploymentStatus
-from estate.domain.gate_eval import Sample, subjects
+from estate.domain.gate_eval import Sample, SamplingRound, subjects
 from estate.domain.ids import EnvRef
-from estate.domain.rollout import Decision, decide, decide_observations, outstanding
+from estate.domain.model import Environment
+from estate.domain.plans import CompareGate
+from estate.domain.rollout import Decision, decide, decide_observations, outstanding, wakes
 from estate.domain.rollout_events import SubjectKind
-from estate.domain.rollout_state import RolloutPhase, RolloutState
+from estate.domain.rollout_state import RolloutPhase, RolloutState, WavePhase
 from estate.engine.config import EngineConfig
 from estate.errors import ConflictError, EstateError
 from estate.runners.pool import LocalPool
+from estate.store.freezes import FreezeStore
 from estate.store.rollouts import LogEntry, RolloutSession
 
 log = logging.getLogger(__name__)
@@ -100,9 +105,14 @@ class RolloutDriver:
 
     @property
     def settled(self) -> bool:
-        """Nothing will happen until a human acts (or the rollout is over)."""
+        """Nothing will happen until a human acts (or the rollout is over), or until a freeze lifts or a change
+        window opens (a held wave with nothing in flight: a CLI that drives it returns and says until when)."""
         state = self.state
-        return state is not None and not self.busy and (state.phase in WAITING or state.phase.is_terminal)
+        if state is None or self.deployments or self.samples or self.inbox or self.redo:
+            return False
+        if state.phase in WAITING or state.phase.is_terminal:
+            return not self.timers
+        return held(state)
 
     @property
     def over(self) -> bool:
@@ -120,10 +130,11 @@ class RolloutDriver:
         """Decide on everything that arrived, persist, act. Never blocks on Terraform or Prometheus. The inbox
         is read when `poked` (a command was queued in this process) or every `poll_seconds`."""
         self._renew(now)
-        commands: list[tuple[int, ev.Command]] = []
+        commands: list[tuple[int, ev.Queued]] = []
         if poked or self._inbox_read_at is None or (now - self._inbox_read_at).total_seconds() >= self.cfg.poll_seconds:
             commands = self.session.commands()
             self._inbox_read_at = now
+            self._read_freezes(now)
         events: list[ev.Observation] = [*self.inbox, *self._finished(), *self._due(now)]
         self.inbox = []
         turn = self._decide(commands, events, now)
@@ -133,14 +144,24 @@ class RolloutDriver:
         if commands or events or starts:
             self._persist(turn, starts, now)
         self._perform(turn.state, [*redo, *turn.actions], now)
+        self._forget_stale_timers(turn.state)
         self.state = turn.state
         return turn.state
 
+    def _read_freezes(self, now: datetime) -> None:
+        """Tell the machine when the freezes in force differ from what it last heard."""
+        freezes = FreezeStore(self.cfg.store).active(now)
+        if freezes != self.session.state().freezes:
+            self.inbox.append(ev.FreezesChanged(freezes))
+
     def _decide(
-        self, commands: Sequence[tuple[int, ev.Command]], events: Sequence[ev.Observation], now: datetime
+        self, commands: Sequence[tuple[int, ev.Queued]], events: Sequence[ev.Observation], now: datetime
     ) -> _Turn:
         turn = _Turn(self.session.state())
         for command_id, command in commands:
+            if isinstance(command, ev.AlertFired):
+                turn.alert(command_id, command, decide_observations(turn.state, [command], now))
+                continue
             decision = decide(turn.state, command, now)
             turn.outcomes[command_id] = decision.refused or "ok"
             summary = describe(command) + (f": {decision.refused}" if decision.refused else "")
@@ -156,6 +177,9 @@ class RolloutDriver:
         `DeploymentStarted` the machine would otherwise hear next turn) and save it. Then tell the log's
         listeners."""
         with self.session.turn() as tx:
+            for action in turn.actions:
+                if isinstance(action, ev.MarkDefective) and tx.mark_defective(action, now):
+                    turn.entries.append(LogEntry("defective", f"marked {action.module} {action.version} defective"))
             if starts:
                 found = tx.prepare(starts, self._resource(turn.state), **self._prepare_options(turn.state, now))
                 self._prepared = {a.key: d for a, d in found}
@@ -248,6 +272,14 @@ class RolloutDriver:
             )
         return events
 
+    def _forget_stale_timers(self, state: RolloutState) -> None:
+        """Drop the timers the state no longer waits on (a hold lifted early, a gate left by a rollback), so a
+        rollout that needs a human, or is over, is not kept busy by them."""
+        if self.timers:
+            wanted = {a.key for a in wakes(state)}
+            for key in [k for k in self.timers if k not in wanted]:
+                del self.timers[key]
+
     def _due(self, now: datetime) -> list[ev.Observation]:
         """Ticks for the timers that fired (sampling timers start their round instead)."""
         due = [key for key, (when, sampling) in self.timers.items() if when <= now and sampling is None]
@@ -261,16 +293,32 @@ class RolloutDriver:
             if action is None or when > now or any(a.key == key for a in self.samples.values()):
                 continue
             del self.timers[key]
-            envs = self.cfg.store.environments(action.envs)
             job: Future[list[Sample]]
             if self.cfg.sampler is None:
                 job = Future()
                 job.set_result(self._failed_round(action, "no Prometheus gate sampler is configured"))
             else:
-                wave_name = self.session.state().spec(action.wave).name
-                job = self.sampling.submit(self.cfg.sampler.sample, action.gate, wave_name, envs, action.round)
+                job = self.sampling.submit(self.cfg.sampler.sample, self._round(action))
             self.samples[job] = action
             job.add_done_callback(self._on_done)
+
+    def _round(self, action: ev.SampleGate) -> SamplingRound:
+        """What the sampler needs: the environments as stored now, and a compare gate's baseline cohort."""
+        store = self.cfg.store
+        envs = store.environments(action.envs)
+        baseline: tuple[Environment, ...] = ()
+        if isinstance(action.gate, CompareGate) and action.candidates:
+            baseline = select_baseline(action.gate, envs, store.environments(action.candidates))
+        return SamplingRound(
+            action.gate,
+            self.session.state().spec(action.wave).name,
+            action.round,
+            tuple(envs),
+            baseline,
+            action.module,
+            action.version,
+            dict(action.windows),
+        )
 
     def _failed_round(self, action: ev.SampleGate, error: str) -> list[Sample]:
         """A round nobody could take: an error sample per subject, which can never pass the gate."""
@@ -298,6 +346,24 @@ class _Turn:
         self.outcomes: dict[int, str] = {}
         self.touched: set[EnvRef] = set()
 
+    def alert(self, inbox_id: int, alert: ev.AlertFired, decision: Decision) -> None:
+        """An alert from the inbox, decided: its outcome, a log line and what the machine made of it."""
+        outcome = decision.refused or "ok"
+        self.outcomes[inbox_id] = outcome
+        note = f": {decision.refused}" if decision.refused else ""
+        wave = decision.state.env(alert.env)
+        payload = {
+            "alert": alert.alert.name,
+            "env": str(alert.env),
+            "wave": wave.wave if wave is not None else None,
+            "outcome": "ignored" if decision.refused else "accepted",
+            "reason": decision.refused or "",
+        }
+        self.entries.append(
+            LogEntry("alert", f"{alert.actor}: alert {alert.alert} for {alert.env}{note}", alert.actor, payload)
+        )
+        self.absorb(decision)
+
     def absorb(self, decision: Decision) -> None:
         self.state = decision.state
         self.actions.extend(decision.actions)
@@ -317,6 +383,12 @@ class _Turn:
             }
             kind = "phase" if t.subject.kind is SubjectKind.ROLLOUT else "transition"
             self.entries.append(LogEntry(kind, str(t), t.actor, payload))
+
+
+def held(state: RolloutState) -> bool:
+    """The current wave is held back (a freeze, outside its change windows) with nothing of it in flight."""
+    wave = state.current_wave
+    return bool(wave.hold) and wave.phase is WavePhase.DEPLOYING and not state.in_flight(wave.number)
 
 
 def _finished(action: ev.StartDeployment, dep: Deployment) -> ev.DeploymentFinished:

@@ -27,7 +27,7 @@ _FEED_LOCK = 0x65737461746531  # "estate1"
 class FeedEntry:
     """One event of the feed (`id` 0 until stored)."""
 
-    kind: str  # rollout | target | wave | gate | env | command | deployment
+    kind: str  # rollout | target | wave | gate | env | command | alert | deployment
     at: datetime
     rollout_id: str | None = None
     deployment_id: int | None = None
@@ -80,6 +80,16 @@ def from_rollout_log(
             before=str(payload.get("command") or "").lower(),
             after="accepted" if accepted else "refused",
             reason="" if accepted else summary,
+            **common,
+        )
+    if kind == "alert":  # an alert the rollout received through its inbox
+        return FeedEntry(
+            kind="alert",
+            wave=payload.get("wave"),
+            env=payload.get("env"),
+            before=str(payload.get("alert") or ""),
+            after=str(payload.get("outcome") or ""),
+            reason=str(payload.get("reason") or ""),
             **common,
         )
     return FeedEntry(kind="rollout", after=kind, **common)  # created

@@ -150,11 +150,13 @@ class Store:
         return dict(body or {})
 
     def publications(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """When and by whom each module version was published: `(module, version) -> {published_at, published_by}`."""
+        """When and by whom each module version was published, and its lifecycle: `(module, version) ->
+        {published_at, published_by, lifecycle, lifecycle_reason, lifecycle_by, lifecycle_at}`."""
         v = tables.module_versions
+        columns = ("published_at", "published_by", "lifecycle", "lifecycle_reason", "lifecycle_by", "lifecycle_at")
         with self.connect() as conn:
-            rows = conn.execute(select(v.c.module, v.c.version, v.c.published_at, v.c.published_by))
-            return {(m, ver): {"published_at": at, "published_by": by} for m, ver, at, by in rows}
+            rows = conn.execute(select(v.c.module, v.c.version, *(v.c[c] for c in columns)))
+            return {(r.module, r.version): {c: r._mapping[c] for c in columns} for r in rows}
 
     def published_versions(self) -> dict[str, set[str]]:
         v = tables.module_versions

@@ -61,6 +61,8 @@ rollout_envs = Table(
     Column("queued", Boolean, nullable=False),
     Column("plan_id", Integer),  # the preflight's plan deployment, whose saved plan a deploy may apply
     Column("plan_version", String(128)),  # the version that plan was made for
+    Column("env_type", String(63), nullable=False, server_default=""),  # what freezes are scoped by
+    Column("finished_at", UtcDateTime()),  # when its latest deploy succeeded (its gates' window start)
     PrimaryKeyConstraint("rollout_id", "position", name="pk_rollout_envs"),
     Index("ux_rollout_envs_env", "rollout_id", "project", "env", unique=True),
     Index("ix_rollout_envs_status", "rollout_id", "status", "position"),

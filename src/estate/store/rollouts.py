@@ -26,12 +26,13 @@ from estate.domain import rollout_events as ev
 from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus
 from estate.domain.graph import ResolvedGraph, resolve_graph
 from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import check_deployable
 from estate.domain.pins import fold_pins
 from estate.domain.rollout_state import EnvState, EnvStatus, EnvTable, RolloutPhase, RolloutState, WaveState
 from estate.domain.rules import CONFIG_OWNER, ModuleRule
 from estate.errors import ConflictError, EstateError, NotFoundError
 from estate.store import deployments as deps
-from estate.store import feed, holders, leases, tables
+from estate.store import feed, holders, leases, lifecycle, tables
 from estate.store.codec import decode, decode_as, encode, gc_paused
 from estate.store.lookups import chunks, pair_in
 from estate.store.repository import Store
@@ -264,6 +265,23 @@ class RolloutStore:
         with self.store.connect() as conn:
             return [r[0] for r in conn.execute(query)]
 
+    def active_with(self, refs: Collection[EnvRef]) -> dict[str, builtins.list[EnvRef]]:
+        """The active rollouts whose members include some of `refs`, and which of them: `rollout -> refs`."""
+        t = rollout_envs
+        pairs = sorted({(r.project, r.env) for r in refs})
+        found: dict[str, builtins.list[EnvRef]] = {}
+        with self.store.connect() as conn:
+            for chunk in chunks(pairs):
+                query = (
+                    select(t.c.rollout_id, t.c.project, t.c.env)
+                    .join(rollouts, rollouts.c.id == t.c.rollout_id)
+                    .where(rollouts.c.phase.not_in(_TERMINAL), pair_in(t.c.project, t.c.env, chunk))
+                    .order_by(t.c.rollout_id, t.c.position)
+                )
+                for rollout_id, project, env in conn.execute(query):
+                    found.setdefault(rollout_id, []).append(EnvRef(project, env))
+        return found
+
     def active_for(self, module: str) -> str | None:
         with self.store.connect() as conn:
             return _active_for(conn, module)
@@ -288,8 +306,9 @@ class RolloutStore:
         # whole log in id order to avoid a sort, rather than search the (rollout, kind) index.
         return rows if kinds is None else sorted(rows, key=lambda r: int(r["id"]))
 
-    def enqueue(self, rollout_id: str, command: ev.Command, now: datetime) -> int:
-        """Queue a command for whichever engine drives the rollout; NotFoundError for an unknown rollout."""
+    def enqueue(self, rollout_id: str, command: ev.Queued, now: datetime) -> int:
+        """Queue a command (or an alert) for whichever engine drives the rollout; NotFoundError for an unknown
+        rollout."""
         with self.store.begin() as conn:
             _load(conn, rollout_id, with_state=False)
             return _enqueue(conn, rollout_id, command, now)
@@ -326,8 +345,8 @@ class RolloutSession:
                 self._revision = record.revision
         return self._state
 
-    def commands(self) -> list[tuple[int, ev.Command]]:
-        """Queued commands not yet decided, oldest first."""
+    def commands(self) -> list[tuple[int, ev.Queued]]:
+        """Queued commands (and alerts) not yet decided, oldest first."""
         inbox = rollout_inbox
         query = (
             select(inbox.c.id, inbox.c.command)
@@ -335,7 +354,7 @@ class RolloutSession:
             .order_by(inbox.c.id)
         )
         with self.store.connect() as conn:
-            return [(i, decode(ev.Command, c)) for i, c in conn.execute(query)]
+            return [(i, decode(ev.Queued, c)) for i, c in conn.execute(query)]
 
     @contextmanager
     def turn(self) -> Iterator[RolloutTurn]:
@@ -439,6 +458,12 @@ class RolloutTurn:
             )
         self.saved = state
 
+    def mark_defective(self, action: ev.MarkDefective, now: datetime) -> bool:
+        """Mark the version the action names defective, with the turn's state (False: it already was)."""
+        return lifecycle.mark_defective_by_rollout(
+            self.conn, self.session.id, action.module, action.version, action.reason, now
+        )
+
     def prepare(
         self,
         actions: Sequence[ev.StartDeployment],
@@ -502,10 +527,14 @@ def _new_deployment(
     estate: Any, action: ev.StartDeployment, rollout_id: str, holder: str, plan: int | None = None
 ) -> deps.NewDeployment:
     """A queued deployment of the action's environment (to apply the saved `plan` if it is still valid), or
-    an errored one when its graph cannot resolve."""
+    an errored one when its graph cannot resolve or it would deploy a version marked defective since."""
     triggered = f"rollout:{rollout_id}"
     try:
         graph = resolve_graph(estate, action.env)
+        module = estate.module(action.module)
+        version = module.version(action.version) if module is not None else None
+        if action.kind is DeploymentKind.DEPLOY and version is not None:
+            check_deployable(version)  # a rollback to a defective version stays allowed
     except EstateError as exc:
         return deps.NewDeployment(
             action.env,
@@ -591,6 +620,8 @@ def _env_values(e: EnvState) -> dict[str, JSON]:
         "retry_at": e.retry_at,
         "errors": e.errors,
         "queued": e.queued,
+        "env_type": e.env_type,
+        "finished_at": e.finished_at,
     }
 
 
@@ -622,6 +653,8 @@ def _env(row: Any) -> EnvState:
         retry_at=r["retry_at"],
         errors=r["errors"],
         queued=r["queued"],
+        env_type=r["env_type"],
+        finished_at=r["finished_at"],
     )
 
 
@@ -670,7 +703,7 @@ def _append(conn: Connection, rollout_id: str, entries: Sequence[LogEntry], now:
         )
 
 
-def _enqueue(conn: Connection, rollout_id: str, command: ev.Command, now: datetime) -> int:
+def _enqueue(conn: Connection, rollout_id: str, command: ev.Queued, now: datetime) -> int:
     result = conn.execute(
         insert(rollout_inbox).values(rollout_id=rollout_id, at=now, actor=command.actor, command=encode(command))
     )

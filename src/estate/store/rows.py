@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Table
 
 from estate.domain.access import Binding, Role
+from estate.domain.lifecycle import Lifecycle
 from estate.domain.model import Environment, EnvType, Estate, Module, ModuleVersion, Project, Resource
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import CONFIG_OWNER, ModuleRule
@@ -134,8 +135,11 @@ def estate_from_rows(rows: Mapping[str, list[Row]]) -> Estate:
     """Rebuild the domain estate from the rows of every kind's table."""
     versions: dict[str, list[ModuleVersion]] = {}
     for v in rows["module_version"]:
+        lifecycle = Lifecycle(v.get("lifecycle") or Lifecycle.PUBLISHED)
         versions.setdefault(v["module"], []).append(
-            ModuleVersion(v["module"], v["version"], v["source"], _frozen(v["inputs"]))
+            ModuleVersion(
+                v["module"], v["version"], v["source"], _frozen(v["inputs"]), lifecycle, v.get("lifecycle_reason") or ""
+            )
         )
     docs = {d["name"]: d["body"] for d in rows["document"]}
     return Estate(

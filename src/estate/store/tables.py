@@ -89,6 +89,11 @@ module_versions = Table(
     Column("inputs", JSON, nullable=False),
     Column("published_at", UtcDateTime(), nullable=False),
     Column("published_by", String(255), nullable=False),
+    # published | deprecated | defective (estate.domain.lifecycle); who set it last, when and why
+    Column("lifecycle", String(16), nullable=False, server_default="published"),
+    Column("lifecycle_reason", Text, nullable=False, server_default=""),
+    Column("lifecycle_by", String(255)),
+    Column("lifecycle_at", UtcDateTime()),
 )
 
 module_rules = Table(
@@ -183,6 +188,20 @@ api_tokens = Table(
     Column("revoked_at", UtcDateTime()),
     Column("revoked_by", String(255)),
     Column("last_used_at", UtcDateTime()),
+)
+
+freezes = Table(
+    "freezes",
+    metadata,
+    # While a freeze is in force (not lifted, `until` not passed), no new deployment starts in its scope.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("env_type", String(63)),  # NULL: the whole estate
+    Column("reason", Text, nullable=False),
+    Column("until", UtcDateTime()),  # NULL: until lifted
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("lifted_by", String(255)),
+    Column("lifted_at", UtcDateTime(), index=True),
 )
 
 counters = Table(

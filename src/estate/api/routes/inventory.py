@@ -9,11 +9,12 @@ from fastapi import APIRouter, Path, Query, Response
 from estate.api import pages
 from estate.api.deps import Estate, Who
 from estate.api.problems import ERRORS
-from estate.api.requests import ID_PATTERN, ApplyIn, PublishIn
+from estate.api.requests import ID_PATTERN, VERSION_PATTERN, ApplyIn, LifecycleIn, PublishIn
 from estate.app.inventory import SourceFile
 from estate.app.views.inventory import (
     ApplyView,
     EnvironmentView,
+    ModuleVersionView,
     ModuleView,
     PlanSummaryView,
     PlanView,
@@ -26,6 +27,7 @@ router = APIRouter(responses=ERRORS)
 
 ModuleId = Annotated[str, Path(pattern=ID_PATTERN, description="a module id")]
 PlanId = Annotated[str, Path(pattern=ID_PATTERN, description="a rollout plan id")]
+VersionId = Annotated[str, Path(pattern=VERSION_PATTERN, description="a published version, e.g. 2.0.1")]
 
 
 @router.post("/estate:apply", tags=["estate"])
@@ -86,6 +88,26 @@ def publish(module: ModuleId, body: PublishIn, estate: Estate, who: Who, respons
     view = estate.inventory.publish(who, module, body.version, body.source, inputs_from=body.inputs_from)
     response.status_code = 201 if view.created else 200
     return view
+
+
+@router.post("/modules/{module}/versions/{version}/deprecate", tags=["modules"])
+def deprecate(module: ModuleId, version: VersionId, body: LifecycleIn, estate: Estate, who: Who) -> ModuleVersionView:
+    """Mark a version deprecated (admin): deploying it still works, with a warning."""
+    return estate.inventory.set_lifecycle(who, module, version, "deprecated", body.reason)
+
+
+@router.post("/modules/{module}/versions/{version}/mark-defective", tags=["modules"])
+def mark_defective(
+    module: ModuleId, version: VersionId, body: LifecycleIn, estate: Estate, who: Who
+) -> ModuleVersionView:
+    """Mark a version defective (admin): every new deployment of it, rollout start and retarget is refused."""
+    return estate.inventory.set_lifecycle(who, module, version, "defective", body.reason)
+
+
+@router.post("/modules/{module}/versions/{version}/restore", tags=["modules"])
+def restore(module: ModuleId, version: VersionId, body: LifecycleIn, estate: Estate, who: Who) -> ModuleVersionView:
+    """Make a deprecated or defective version published again (admin)."""
+    return estate.inventory.set_lifecycle(who, module, version, "published", body.reason)
 
 
 @router.get("/plans", tags=["plans"])

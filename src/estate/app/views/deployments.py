@@ -58,6 +58,7 @@ class BatchView(View):
 
     deployments: list[DeploymentView]
     problem: str | None = None
+    warnings: list[str] = []  # e.g. a deployed version is deprecated
 
 
 class DriftView(View):

@@ -12,14 +12,14 @@ class EventView(View):
 
     id: int
     at: datetime
-    kind: str  # rollout | target | wave | gate | env | command | deployment
+    kind: str  # rollout | target | wave | gate | env | command | alert | deployment
     rollout_id: str | None = None
     deployment_id: int | None = None
     wave: int | None = None
     gate: int | None = None
     env: str | None = None
-    before: str = ""  # for a command: its name
-    after: str = ""  # for a command: accepted | refused
+    before: str = ""  # for a command: its name; for an alert: its name
+    after: str = ""  # for a command: accepted | refused; for an alert: what it did (failed_wave, paused...)
     reason: str = ""
     actor: str | None = None
     summary: str = ""
