@@ -1,15 +1,18 @@
-"""Who a request acts for: the subject its bearer credential proves (an API token or an OIDC JWT), never what
-the client says. A request without a valid credential is refused (401, audited as `denied`); an address that
-keeps failing is slowed down (429). The request id comes from `X-Request-ID` or is made up, and is echoed."""
+"""Who a request acts for: the subject its bearer credential proves (an API token or an OIDC JWT; from a browser,
+the console's session cookie), never what the client says. A request without a valid credential is refused
+(401, audited as `denied`); an address that keeps failing is slowed down (429). The request id comes from
+`X-Request-ID` or is made up, and is echoed."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from estate.api import session
 from estate.app import App, Caller
 from estate.app.audit import Attempt
 from estate.domain.access import Action
@@ -36,21 +39,24 @@ def caller(
     ] = None,
     estate_actor: Annotated[str | None, Header(alias="Estate-Actor", include_in_schema=False)] = None,
 ) -> Caller:
-    app: App = request.app.state.estate
-    source = f"http:{request.client.host if request.client else 'unknown'}"
-    rid = request_id(request)
     if estate_actor is not None:
         raise InputError(
             "a server does not take the actor from the request (Estate-Actor, --as): it is the authenticated subject",
             hint="present your own token (estate login), or run the CLI embedded on the store's machine",
         )
+    return authenticate(request, lambda: _credential(request, authorization))
+
+
+def authenticate(request: Request, credential: Callable[[], str]) -> Caller:
+    """The caller that `credential()` proves; Unauthenticated otherwise (audited as denied, counted against the
+    client's address by the throttle)."""
+    app: App = request.app.state.estate
+    source = f"http:{request.client.host if request.client else 'unknown'}"
+    rid = request_id(request)
     throttle = request.app.state.auth_throttle
     throttle.check(source)
     try:
-        scheme, _, credential = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
-        found = app.identity.authenticate(credential.strip(), source=source, request_id=rid)
+        found = app.identity.authenticate(credential(), source=source, request_id=rid)
     except Unauthenticated as exc:
         throttle.failed(source)
         anonymous = Caller(ANONYMOUS, auth="none", source=source, request_id=rid)
@@ -59,6 +65,23 @@ def caller(
         raise
     throttle.succeeded(source)
     return found
+
+
+def _credential(request: Request, authorization: str | None) -> str:
+    """The bearer credential of `Authorization`, else the console's session cookie (with its CSRF token when the
+    request changes something)."""
+    if authorization is None and (cookie := session.credential(request)) is not None:
+        if request.method not in session.SAFE_METHODS and not session.csrf_ok(
+            cookie, request.headers.get(session.CSRF_HEADER)
+        ):
+            raise Unauthenticated(
+                f"a {request.method} with the console's session cookie needs its {session.CSRF_HEADER} header"
+            )
+        return cookie
+    scheme, _, credential = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+    return credential.strip()
 
 
 def reader(request: Request, who: Annotated[Caller, Depends(caller)]) -> Caller:

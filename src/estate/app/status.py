@@ -20,7 +20,7 @@ from estate.app.views.rollouts import (
 )
 from estate.domain.ids import EnvRef
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
-from estate.domain.plans import BakeGate, Gate, RolloutPlan, describe_gate
+from estate.domain.plans import BakeGate, Gate, PrometheusGate, RolloutPlan, describe_gate
 from estate.domain.rollout_state import EnvState, EnvStatus, GateRecord, RolloutPhase, RolloutState, WaveState
 from estate.domain.usage import module_usage
 from estate.errors import InputError
@@ -94,6 +94,8 @@ def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[Gat
                 at=record.at if record else (approvals[-1].at if approvals else None),
                 details=_details(record, wave, gate, boards) if record else None,
                 approved_by=[a.actor for a in approvals],
+                min=gate.min if isinstance(gate, PrometheusGate) else None,
+                max=gate.max if isinstance(gate, PrometheusGate) else None,
             )
         )
     return out

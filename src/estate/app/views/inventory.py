@@ -17,6 +17,12 @@ class EnvironmentView(View):
     labels: dict[str, str]
 
 
+class EnvironmentVersionsView(EnvironmentView):
+    """An environment and the version of every module it runs."""
+
+    versions: dict[str, str]  # module -> version
+
+
 class ModuleVersionView(View):
     version: str
     source: str

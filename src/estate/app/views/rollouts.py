@@ -77,6 +77,8 @@ class GateView(View):
     at: datetime | None
     details: GateDetails | None = None
     approved_by: list[str] = []
+    min: float | None = None  # a prometheus gate's bounds: every sample must stay within them
+    max: float | None = None
 
 
 class RolloutEnvView(View):
