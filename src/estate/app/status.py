@@ -20,7 +20,7 @@ from estate.app.views.rollouts import (
 )
 from estate.domain.ids import EnvRef
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
-from estate.domain.plans import BakeGate, Gate, PrometheusGate, RolloutPlan, describe_gate
+from estate.domain.plans import ApprovalGate, BakeGate, Gate, PrometheusGate, RolloutPlan, describe_gate
 from estate.domain.rollout_state import EnvState, EnvStatus, GateRecord, RolloutPhase, RolloutState, WaveState
 from estate.domain.usage import module_usage
 from estate.errors import InputError
@@ -96,6 +96,7 @@ def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[Gat
                 approved_by=[a.actor for a in approvals],
                 min=gate.min if isinstance(gate, PrometheusGate) else None,
                 max=gate.max if isinstance(gate, PrometheusGate) else None,
+                four_eyes=isinstance(gate, ApprovalGate) and gate.four_eyes,
             )
         )
     return out

@@ -51,6 +51,11 @@ def _total(wave: WaveView) -> int:
     return sum(wave.counts.values())
 
 
+def _envs(n: int) -> str:
+    """`its 3 environments`, `its environment`."""
+    return "its environment" if n == 1 else f"its {n} environments"
+
+
 def _in_flight(wave: WaveView) -> int:
     return wave.counts.get("deploying", 0) + wave.counts.get("rolling_back", 0)
 
@@ -139,7 +144,7 @@ def _promote(view: RolloutView, current: WaveView, api: str) -> Confirmation:
         )
     lines = [
         f"Wave {current.number} ({current.name}) is accepted as it is now.",
-        f"Wave {following.number} ({following.name}) starts: its {_total(following)} environments are deployed "
+        f"Wave {following.number} ({following.name}) starts: {_envs(_total(following))} are deployed "
         f"with {view.module} {view.version}, at most {following.max_parallel} at a time.",
     ]
     if approvals := _gates(following, "approval"):
@@ -174,10 +179,11 @@ def _approve(view: RolloutView, current: WaveView, api: str) -> Confirmation:
     lines = [
         f"Wave {current.number} ({current.name}) is approved in your name: "
         f"{_gates(current, 'approval') or 'it has no approval gate'}.",
-        f"Its {_total(current)} environments are then deployed with {view.module} {view.version}, at most "
+        f"{_envs(_total(current)).capitalize()} are then deployed with {view.module} {view.version}, at most "
         f"{current.max_parallel} at a time.",
-        f"Four eyes: {view.started_by}, who started the rollout, may not approve a four-eyes gate.",
     ]
+    if any(g.four_eyes for g in current.gates):
+        lines.append(f"Four eyes: {view.started_by}, who started the rollout, may not approve it.")
     changes, more = _deploys(current, view.version)
     return Confirmation(
         f"Approve wave {current.number} ({current.name})",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -73,6 +73,12 @@ def estate_page(
     )
     page = pages.page(found, lambda e: e.ref, ROWS_PER_PAGE, after)
     everything = estate.inventory.environments()
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in found:
+        cell = cells.setdefault((e.type, e.project), {"count": 0, "versions": {}})
+        cell["count"] += 1
+        for m, v in e.versions.items():
+            cell["versions"].setdefault(m, set()).add(v)
     return render.page(
         request,
         who,
@@ -80,6 +86,11 @@ def estate_page(
         title="Estate",
         groups=[(t, list(rows)) for t, rows in itertools.groupby(page.items, key=lambda e: e.type)],
         total=len(found),
+        matrix={
+            "types": list(dict.fromkeys(e.type for e in found)),
+            "projects": sorted({e.project for e in found}),
+            "cells": {k: {**c, "versions": {m: sorted(v) for m, v in c["versions"].items()}} for k, c in cells.items()},
+        },
         next_cursor=page.next_cursor,
         modules=[m.id for m in estate.inventory.modules()],
         options={

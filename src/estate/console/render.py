@@ -20,13 +20,14 @@ from estate.app import App, Caller
 from estate.console import charts
 from estate.errors import EstateError
 
-#: No inline script or style, nothing from another origin, no framing, no referrer leaking a rollout's URL.
+#: No inline script or style, nothing from another origin, no framing, no referrer to other sites (a link to
+#: Grafana does not tell it the rollout's URL; same-origin requests keep `Origin`, which form posts are checked by).
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 PARTIAL_HEADER = "X-Estate-Partial"  # the page's live region only (what the page's script asks for on each event)
