@@ -147,12 +147,13 @@ class Rollouts:
         def targets(command: ev.Command) -> Callable[[], tuple[EnvRef, ...]]:
             return lambda: acts_on(whole(), command)
 
-        return {
-            name: self.access.denial(
-                caller, Action.APPROVE if isinstance(command, ev.Approve) else Action.OPERATE, targets(command)
-            )
-            for name, command in commands.items()
-        }
+        return self.access.denials(
+            caller,
+            {
+                name: (Action.APPROVE if isinstance(command, ev.Approve) else Action.OPERATE, targets(command))
+                for name, command in commands.items()
+            },
+        )
 
     def authorize_retarget(self, caller: Caller, rollout_id: str, version: str) -> None:
         self.access.require(

@@ -4,7 +4,7 @@ page too, with the status and words of the API's problem document."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from estate.api import problems, session
 from estate.app import App, Caller
+from estate.app.views.rollouts import SubjectEvidence
 from estate.console import charts
 from estate.errors import EstateError
 
@@ -52,6 +53,15 @@ def iso(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).isoformat()
 
 
+EVIDENCE_SHOWN = 24  # subjects of one gate shown with a chart; a wave of thousands lists the rest by count
+
+
+def evidence(subjects: Sequence[SubjectEvidence]) -> tuple[list[SubjectEvidence], int]:
+    """The subjects of a gate worth a chart (those that did not pass first) and how many more there are."""
+    ordered = sorted(subjects, key=lambda s: s.verdict == "passed")  # stable: membership order within each
+    return ordered[:EVIDENCE_SHOWN], max(len(ordered) - EVIDENCE_SHOWN, 0)
+
+
 def page_url(params: Mapping[str, str | None], after: str | None) -> str:
     """The query string of a list's page: its filters, and where the page starts."""
     kept = {k: v for k, v in params.items() if v and k != "after"}
@@ -70,7 +80,7 @@ class Templates:
             lstrip_blocks=True,
         )
         self.env.filters.update(when=when, iso=iso)
-        self.env.globals.update(sample_chart=charts.sample_chart, page_url=page_url)
+        self.env.globals.update(sample_chart=charts.sample_chart, page_url=page_url, evidence=evidence)
 
     def page(
         self, request: Request, who: Caller | None, template: str, *, status: int = 200, **context: Any
