@@ -19,6 +19,7 @@ from estate.store.deployments import DeploymentRepository
 from estate.testing.fake_runner import FakeRunner
 from estate.testing.server import bearer, token_for
 from tests.support.cli import EXAMPLE_ESTATE
+from tests.support.oidc import Issuer
 from tests.support.server import EstateServer
 
 PAGES = ("/", "/modules", "/modules/postgres", "/rollouts", "/rollouts/postgres-1", "/audit", "/static/console.js")
@@ -166,3 +167,27 @@ def test_permissions_follow_the_scope_of_each_binding(site: Site) -> None:
     assert all(why and why.startswith("bob may not") for why in bobs.values())
     assert site.app.rollouts.start_denial(alex, "postgres", "1.0.0", "standard") is None
     assert "bob may not operate" in (site.app.rollouts.start_denial(bob, "postgres", "1.0.0", "standard") or "")
+
+
+def test_an_oidc_token_logs_in_when_an_issuer_is_configured(
+    tmp_path: Path, estate_server: EstateServer, issuer: Issuer
+) -> None:
+    folder = tmp_path / "oidc"
+    folder.mkdir()
+    oidc = f"settings:\n  oidc: {{issuer: '{issuer.url}', audience: estate, jwks_url: '{issuer.url}/jwks'}}\n"
+    for f in EXAMPLE_ESTATE.glob("*.yaml"):
+        text = f.read_text().replace("settings:\n", oidc) if f.name == "estate.yaml" else f.read_text()
+        (folder / f.name).write_text(text.replace("../modules/", f"{EXAMPLE_ESTATE.parent / 'modules'}/"))
+    environ = {"ESTATE_HOME": str(tmp_path / "estate")}
+    token_for(environ, "root", estate=folder)
+    server = estate_server(environ)
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as browser:
+        form = browser.get("/login").text
+        assert "API token or OIDC token" in form and issuer.url in form
+        response = browser.post("/login", data={"token": issuer.token(), "next": "/modules"})
+        assert response.status_code == 303 and response.headers["location"] == "/modules"
+        jwt_cookie = {"Cookie": f"{session.COOKIE}={issuer.token()}"}
+        page = browser.get("/modules", headers=jwt_cookie)
+        assert page.status_code == 200 and '<span class="who"' in page.text and ">olga<" in page.text
+        expired = {"Cookie": f"{session.COOKIE}={issuer.token(exp=int(datetime.now(UTC).timestamp()) - 120)}"}
+        assert browser.get("/modules", headers=expired).headers["location"] == "/login?next=/modules&expired=1"

@@ -247,6 +247,7 @@
       });
       const target = document.querySelector(form.dataset.target);
       target.innerHTML = await response.text();
+      show(form.querySelector("output.outcome"), "The preview is below.", "progress");
       target.querySelector("[tabindex='-1']")?.focus();
     } else {
       form.closest("dialog")?.close();
