@@ -191,3 +191,24 @@ def test_an_oidc_token_logs_in_when_an_issuer_is_configured(
         assert page.status_code == 200 and '<span class="who"' in page.text and ">olga<" in page.text
         expired = {"Cookie": f"{session.COOKIE}={issuer.token(exp=int(datetime.now(UTC).timestamp()) - 120)}"}
         assert browser.get("/modules", headers=expired).headers["location"] == "/login?next=/modules&expired=1"
+
+
+def test_the_estate_page_filters_by_project_env_type_owner_and_label(site: Site) -> None:
+    def shown(**filters: str) -> set[str]:
+        with site.client(site.vera) as browser:
+            page = browser.get("/", params=filters)
+        assert page.status_code == 200, page.text
+        return set(re.findall(r'<tr data-env="([^"]+)">', page.text))
+
+    everything = shown()
+    assert len(everything) == 16
+    assert shown(env_type="production") == {
+        "checkout/prod-eu",
+        "checkout/prod-us",
+        "payments/prod-eu",
+        "payments/prod-us",
+        "search/prod",
+    }
+    assert shown(owner="team-atlas") == {e for e in everything if e.startswith("checkout/")}
+    assert shown(project="search", label="region=eu") == {"search/eph-2"}
+    assert shown(project="", env_type="", owner="") == everything  # the form's "any"
