@@ -1,11 +1,15 @@
-"""Request bodies: strict about types and unknown fields, so a body that breaks the documented schema is
-refused (422, naming the field) instead of being coerced (`false` is not 0, `"3"` is not 3)."""
+"""Request bodies, strict about types and unknown fields, so a body that breaks the documented schema is refused
+(422, naming the field) instead of being coerced (`false` is not 0, `"3"` is not 3); and query values with a
+syntax of their own."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from estate.errors import InputError
 
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # a DNS label, as every Estate ID
 ENV_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # project/env
@@ -26,6 +30,19 @@ def _json_integer(value: Any) -> Any:
 
 
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
+def labels(items: Iterable[str]) -> dict[str, str]:
+    """`?label=key=value` query values as a mapping (InputError naming one that is not of that form)."""
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"label: '{item}' is not of the form key=value")
+        found[key] = value
+    return found
+
+
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 

@@ -5,8 +5,10 @@ through here but through `/api/v1` (the page's script sends them with the sessio
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -14,10 +16,11 @@ from fastapi.responses import HTMLResponse
 from estate.api import pages, session
 from estate.api.caller import authenticate, reader
 from estate.api.deps import Estate
-from estate.api.requests import ENV_PATTERN, ID_PATTERN, ROLLOUT_PATTERN, WAVE_PATTERN
+from estate.api.requests import ENV_PATTERN, ID_PATTERN, ROLLOUT_PATTERN, WAVE_PATTERN, labels
 from estate.api.routes.rollouts import STATES
 from estate.app import Caller
 from estate.app.audit import AuditFilter
+from estate.app.views.inventory import EnvironmentVersionsView
 from estate.app.views.rollouts import EnvQuery, PreviewView
 from estate.console import controls
 from estate.console.render import ConsoleRoute, LoginRequired, Render
@@ -49,6 +52,33 @@ After = Annotated[str | None, Query(min_length=1, max_length=256)]
 Filter = Annotated[str | None, Query(pattern=f"({ID_PATTERN})|^$")]  # empty: a form's "any"
 
 
+@dataclass
+class Cell:
+    """The environments of one env type in one project: how many, and which versions of each module they run."""
+
+    count: int = 0
+    versions: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Matrix:
+    types: list[str]  # in rank order
+    projects: list[str]
+    cells: dict[tuple[str, str], Cell]  # (env type, project)
+
+    @classmethod
+    def of(cls, envs: Sequence[EnvironmentVersionsView]) -> Matrix:
+        cells: dict[tuple[str, str], Cell] = {}
+        for e in envs:
+            cell = cells.setdefault((e.type, e.project), Cell())
+            cell.count += 1
+            for module, version in e.versions.items():
+                if version not in cell.versions.setdefault(module, []):
+                    cell.versions[module] = sorted([*cell.versions[module], version])
+        types = list(dict.fromkeys(e.type for e in envs))
+        return cls(types, sorted({e.project for e in envs}), cells)
+
+
 @router.get("/")
 def estate_page(
     request: Request,
@@ -62,23 +92,11 @@ def estate_page(
     after: After = None,
 ) -> HTMLResponse:
     """Who runs what: environments by env type and project, with the version of every module."""
-    labels = {}
-    if label:
-        key, sep, value = label.partition("=")
-        if not sep or not key:
-            raise InputError(f"label: '{label}' is not of the form key=value")
-        labels[key] = value
     found = estate.inventory.versions(
-        project=project or None, env_type=env_type or None, owner=owner or None, labels=labels
+        project=project or None, env_type=env_type or None, owner=owner or None, labels=labels([label] if label else [])
     )
     page = pages.page(found, lambda e: e.ref, ROWS_PER_PAGE, after)
     everything = estate.inventory.environments()
-    cells: dict[tuple[str, str], dict[str, Any]] = {}
-    for e in found:
-        cell = cells.setdefault((e.type, e.project), {"count": 0, "versions": {}})
-        cell["count"] += 1
-        for m, v in e.versions.items():
-            cell["versions"].setdefault(m, set()).add(v)
     return render.page(
         request,
         who,
@@ -86,11 +104,7 @@ def estate_page(
         title="Estate",
         groups=[(t, list(rows)) for t, rows in itertools.groupby(page.items, key=lambda e: e.type)],
         total=len(found),
-        matrix={
-            "types": list(dict.fromkeys(e.type for e in found)),
-            "projects": sorted({e.project for e in found}),
-            "cells": {k: {**c, "versions": {m: sorted(v) for m, v in c["versions"].items()}} for k, c in cells.items()},
-        },
+        matrix=Matrix.of(found),
         next_cursor=page.next_cursor,
         modules=[m.id for m in estate.inventory.modules()],
         options={
