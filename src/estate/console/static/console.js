@@ -80,10 +80,10 @@
         headers: { "X-Estate-Partial": "live", Accept: "text/html" },
         credentials: "same-origin",
       });
-      if (response.ok) {
+      if (response.redirected || response.status === 401) {
+        window.location.reload(); // the session ended: the page itself goes to the login page
+      } else if (response.ok) {
         replaceLive(await response.text());
-      } else if (response.status === 401 || response.redirected) {
-        window.location.reload();
       }
     } finally {
       refreshing = false;
