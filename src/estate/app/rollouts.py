@@ -128,8 +128,8 @@ class Rollouts:
     def permissions(self, caller: Caller, rollout_id: str) -> dict[str, str | None]:
         """Why `caller` may not send each command (None: the role allows it; the state machine may still refuse),
         keyed `promote`, `approve`, `pause`, `resume`, `abort`, `retarget`, and `rollback N` / `rerun N` for each
-        wave N. The whole state is read only if a scoped binding needs the environments a command acts on."""
-        whole = functools.cache(lambda: self.state(rollout_id))
+        wave N. The waves' members are read only if a scoped binding needs the environments a command acts on."""
+        members = functools.cache(lambda: self.rollouts.membership(rollout_id))
         outline = self._outline(rollout_id)
         me = caller.subject
         commands: dict[str, ev.Command] = {
@@ -145,7 +145,7 @@ class Rollouts:
             commands[f"rerun {wave.number}"] = ev.Rerun(me, wave.number)
 
         def targets(command: ev.Command) -> Callable[[], tuple[EnvRef, ...]]:
-            return lambda: acts_on(whole(), command)
+            return lambda: acts_on(members(), command)
 
         return self.access.denials(
             caller,
