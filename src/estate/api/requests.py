@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from estate.errors import InputError
+from estate.domain.selectors import parse_labels
 
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # a DNS label, as every Estate ID
 ENV_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # project/env
@@ -34,13 +34,7 @@ JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 def labels(items: Iterable[str]) -> dict[str, str]:
     """`?label=key=value` query values as a mapping (InputError naming one that is not of that form)."""
-    found = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"label: '{item}' is not of the form key=value")
-        found[key] = value
-    return found
+    return parse_labels(items, what="label:")
 
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
