@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo serve test lint unit slow system-deps clean
+.PHONY: demo serve test lint unit slow system-deps screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,14 @@ test: $(STAMP) system-deps lint
 unit: $(STAMP)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
+## screenshots: the console's story in Chromium, then its screenshots copied into docs/images/console/
+screenshots: $(STAMP) system-deps
+	ESTATE_TEST_ARTIFACTS=.artifacts $(BIN)/pytest -q tests/e2e/test_console_story.py
+	mkdir -p docs/images/console
+	for page in module-preview rollout-gate-failed approval-refused; do \
+	  cp .artifacts/screenshots/story-alex-$$page.png docs/images/console/$$page.png; done
+	for page in rollout deployment audit estate; do \
+	  cp .artifacts/screenshots/story-bob-$$page.png docs/images/console/$$page.png; done
+
 clean:
-	rm -rf $(VENV) .estate .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .estate .pytest_cache .mypy_cache .ruff_cache .artifacts

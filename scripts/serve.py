@@ -1,8 +1,9 @@
 """`make serve`: `estate server` on the example estate, on 127.0.0.1 (PORT, default 8080).
 
 The store is $ESTATE_HOME (default ./.estate); the example estate is applied to it first (idempotent), and
-Terraform 1.0.3 with the null provider comes from the PyPI wheels (offline), like `make demo`. Then:
-    export ESTATE_URL=http://127.0.0.1:8080 && estate env list      # the CLI as a client of the server
+Terraform 1.0.3 with the null provider comes from the PyPI wheels (offline), like `make demo`. Then make a
+token (`estate token create --user alex`, on this machine) and open http://127.0.0.1:8080/ (the console), or:
+    export ESTATE_URL=http://127.0.0.1:8080 ESTATE_TOKEN=... && estate env list      # the CLI as a client
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ def main() -> int:
     subprocess.run([ESTATE, "apply", "-f", str(REPO / "examples" / "estate")], env=env, check=True)
     port = os.environ.get("PORT", "8080")
     print(
-        f"serving on http://127.0.0.1:{port} (API /api/v1, OpenAPI /openapi.json); in another shell:\n"
-        f"  export ESTATE_URL=http://127.0.0.1:{port}; estate env list",
+        f"serving on http://127.0.0.1:{port} (console /, API /api/v1, OpenAPI /openapi.json); every request needs a\n"
+        f"token, made on this machine (examples/estate binds root, alex, bob, carol, vera to roles):\n"
+        f"  ESTATE_HOME={home} estate token create --user alex      # then log in to the console with it\n"
+        f"  export ESTATE_URL=http://127.0.0.1:{port} ESTATE_TOKEN=<the token>; estate env list",
         flush=True,
     )
     return subprocess.run([ESTATE, "server", "--host", "127.0.0.1", "--port", port], env=env, check=False).returncode

@@ -1,7 +1,7 @@
 """Secrets stay secret: a run of the story over a real server (real Terraform, a real Prometheus gate queried with
 basic auth) with known secrets — API tokens, a rejected token, the Prometheus password, the key that encrypts
 sensitive outputs, and a sensitive Terraform output — then every log file, SSE event, audit entry, deployment
-log and API response of that run is searched for each of them: zero hits."""
+log, API response and console page of that run is searched for each of them: zero hits."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from estate.api.session import COOKIE
 from estate.testing.server import bearer, token_for
 from estate.testing.services import DemoExporter, PrometheusServer
 from tests.support.server import ServerProcess
@@ -91,6 +92,7 @@ def test_no_secret_reaches_a_log_an_event_an_audit_entry_or_a_response(
     with httpx.Client(base_url=server.url, timeout=30) as anonymous:
         for token in (FORGED, issued["token"]):
             responses.append(anonymous.get("/api/v1/whoami", headers=bearer(token)).text)
+    responses += _console(server.url, tokens["alex"], rollout, first["id"])
     cli = subprocess.run(
         [str(Path(sys.executable).with_name("estate")), "rollout", "status", rollout],
         env={**sandbox.environ, "ESTATE_URL": server.url, "ESTATE_TOKEN": tokens["alex"]},
@@ -126,6 +128,21 @@ def test_no_secret_reaches_a_log_an_event_an_audit_entry_or_a_response(
     assert hits == [], hits
     assert "(sensitive)" in evidence["responses"] and '"outcome": "denied"' in evidence["audit"]
     assert evidence["events"].count("event: ") > 10, "the feed was read"
+
+
+def _console(url: str, token: str, rollout: str, deployment: int) -> list[str]:
+    """The console's pages of the run (with a session cookie), and its login page refusing the forged token."""
+    found = []
+    pages = ("/", "/modules/postgres", f"/rollouts/{rollout}", f"/deployments/{deployment}", "/audit")
+    with httpx.Client(base_url=url, timeout=30, headers={"Cookie": f"{COOKIE}={token}"}) as browser:
+        for path in (*pages, f"/rollouts/{rollout}/confirm/retarget"):
+            page = browser.get(path)
+            assert page.status_code == 200, path
+            found.append(page.text + json.dumps(dict(page.headers)))
+    with httpx.Client(base_url=url, timeout=30) as anonymous:
+        refused = anonymous.post("/login", data={"token": FORGED})
+        found.append(refused.text + json.dumps(dict(refused.headers)))
+    return found
 
 
 def _events(url: str, token: str) -> str:

@@ -4,18 +4,13 @@ against a local issuer's JWKS served over HTTP, and access control with audited 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from estate.app import App, Caller, bootstrap
 from estate.app.audit import AuditFilter
@@ -23,6 +18,7 @@ from estate.domain.access import Action
 from estate.domain.ids import EnvRef
 from estate.errors import Forbidden, Unauthenticated
 from tests.support.cli import EXAMPLE_ESTATE
+from tests.support.oidc import Issuer
 
 ROOT = Caller("local:root")  # embedded: trusted
 
@@ -100,55 +96,6 @@ def test_callers_outside_their_role_or_scope_are_forbidden_and_the_denial_is_aud
         ("dana", "deploy"),
     ]
     assert denied[-1].source == "10.0.0.9" and "payments" in denied[-1].reason
-
-
-class Issuer:
-    """A local OIDC issuer: its own RSA keys, a JWKS endpoint on loopback, and tokens signed on demand."""
-
-    def __init__(self) -> None:
-        self.keys = {kid: rsa.generate_private_key(public_exponent=65537, key_size=2048) for kid in ("k1", "k2")}
-        self.published = {"k1"}
-        self.fetches = 0
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                issuer.fetches += 1
-                keys = [
-                    {
-                        **RSAAlgorithm.to_jwk(issuer.keys[k].public_key(), as_dict=True),
-                        "kid": k,
-                        "use": "sig",
-                        "alg": "RS256",
-                    }
-                    for k in sorted(issuer.published)
-                ]
-                body = json.dumps({"keys": keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def token(self, *, kid: str = "k1", alg: str = "RS256", **claims: Any) -> str:
-        now = int(time.time())
-        body = {"iss": self.url, "aud": "estate", "exp": now + 300, "nbf": now - 5, "iat": now}
-        body.update({"preferred_username": "olga", "groups": ["platform"]}, **claims)
-        return jwt.encode(body, self.keys[kid], algorithm=alg, headers={"kid": kid})
-
-
-@pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    found = Issuer()
-    yield found
-    found.server.shutdown()
-    found.server.server_close()
 
 
 def test_oidc_tokens_of_the_configured_issuer_are_verified_against_its_jwks(

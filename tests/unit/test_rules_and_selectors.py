@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from estate.domain.model import Environment
+from estate.domain.model import Environment, Estate, Module, Project, Resource
 from estate.domain.rules import ModuleRule, RuleIndex, Scope, find_ties, resolve_rule
 from estate.domain.selectors import LabelExpression, LabelOp, Selector
+from estate.domain.usage import module_usage, versions_by_env
 
 PROJECTS = ["checkout", "payments"]
 ENVS = ["eph-1", "dev", "prod"]
@@ -150,3 +151,19 @@ def test_the_rule_index_resolves_like_a_scan_of_every_rule(
     everything = [*rule_list, *pins]
     expected = resolve_rule(everything, "postgres", env.project, env.id, env.type)
     assert RuleIndex(everything).resolve("postgres", env.project, env.id, env.type) == expected
+
+
+@given(st.lists(rules(), max_size=12).map(_untied), st.lists(envs, max_size=6, unique_by=lambda e: e.ref))
+def test_who_runs_what_agrees_with_the_usage_of_each_module(
+    rule_list: list[ModuleRule], env_list: list[Environment]
+) -> None:
+    estate = Estate(
+        projects=tuple(Project(p, f"team-{p}", (Resource("db", "postgres"),)) for p in PROJECTS),
+        environments=tuple(env_list),
+        modules=(Module("postgres", "postgres"),),
+        rules=tuple(rule_list),
+    )
+    running = versions_by_env(estate)
+    assert set(running) == {e.ref for e in env_list}
+    used = {b.env.ref: b.version for b in module_usage(estate, "postgres")}
+    assert {ref: v["postgres"] for ref, v in running.items() if "postgres" in v} == used

@@ -1,5 +1,6 @@
 """The FastAPI application of `estate server`: `/api/v1` (one router per resource), the event stream, health
-and metrics, on a hosted `App` whose engine host and job workers run for the server's lifetime."""
+and metrics, and the web console at `/`, on a hosted `App` whose engine host and job workers run for the
+server's lifetime."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 import estate
+from estate import console
 from estate.api import problems
 from estate.api.caller import reader, request_id
 from estate.api.limits import MAX_BODY_BYTES, BodyLimit
@@ -64,6 +66,7 @@ def create_api(app: App, *, max_body_bytes: int = MAX_BODY_BYTES, auth_failures_
         api.include_router(router.router, prefix=PREFIX, dependencies=[Depends(reader)])
     api.include_router(identity.router, prefix=PREFIX)  # authenticated; whoami needs no role
     api.include_router(health.router)
+    console.install(api)
     api.add_middleware(BaseHTTPMiddleware, dispatch=_request_id)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     api.add_middleware(HttpMetrics, registry=registry, prefix=PREFIX)

@@ -1,7 +1,8 @@
-"""Who a request acts for: the subject its credential proves (an API token or an OIDC JWT, as a bearer token,
-or as the password of basic auth for clients that only speak that, e.g. Alertmanager), never what the client
-says. A request without a valid credential is refused (401, audited as `denied`); an address that
-keeps failing is slowed down (429). The request id comes from `X-Request-ID` or is made up, and is echoed."""
+"""Who a request acts for: the subject its credential proves (an API token or an OIDC JWT, as a bearer token, as
+the password of basic auth for clients that only speak that, e.g. Alertmanager, or from a browser the console's
+session cookie), never what the client says. A request without a valid credential is refused (401, audited as
+`denied`); an address that keeps failing is slowed down (429). The request id comes from `X-Request-ID` or is
+made up, and is echoed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import base64
 import binascii
 import re
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from estate.api import session
 from estate.app import App, Caller
 from estate.app.audit import Attempt
 from estate.domain.access import Action
@@ -39,19 +42,25 @@ def caller(
     ] = None,
     estate_actor: Annotated[str | None, Header(alias="Estate-Actor", include_in_schema=False)] = None,
 ) -> Caller:
-    app: App = request.app.state.estate
-    source = f"http:{request.client.host if request.client else 'unknown'}"
-    rid = request_id(request)
     if estate_actor is not None:
         raise InputError(
             "a server does not take the actor from the request (Estate-Actor, --as): it is the authenticated subject",
             hint="present your own token (estate login), or run the CLI embedded on the store's machine",
         )
+    return authenticate(request, lambda: _credential(request, authorization))
+
+
+def authenticate(request: Request, credential: Callable[[], tuple[str | None, str]]) -> Caller:
+    """The caller that `credential()` (basic auth's user name or None, the credential) proves; Unauthenticated
+    otherwise (audited as denied, counted against the client's address by the throttle)."""
+    app: App = request.app.state.estate
+    source = f"http:{request.client.host if request.client else 'unknown'}"
+    rid = request_id(request)
     throttle = request.app.state.auth_throttle
     throttle.check(source)
     try:
-        user, credential = _credential(authorization or "")
-        found = app.identity.authenticate(credential, source=source, request_id=rid)
+        user, presented = credential()
+        found = app.identity.authenticate(presented, source=source, request_id=rid)
         if user is not None and user != found.subject:
             raise Unauthenticated("basic auth: the user name is not the one the token authenticates")
     except Unauthenticated as exc:
@@ -64,9 +73,18 @@ def caller(
     return found
 
 
-def _credential(authorization: str) -> tuple[str | None, str]:
-    """(basic auth's user name or None, the credential) of an Authorization header; Unauthenticated otherwise."""
-    scheme, _, value = authorization.partition(" ")
+def _credential(request: Request, authorization: str | None) -> tuple[str | None, str]:
+    """(basic auth's user name or None, the credential) of `Authorization`, else the console's session cookie
+    (with its CSRF token when the request changes something); Unauthenticated otherwise."""
+    if authorization is None and (cookie := session.credential(request)) is not None:
+        if request.method not in session.SAFE_METHODS and not session.csrf_ok(
+            cookie, request.headers.get(session.CSRF_HEADER)
+        ):
+            raise Unauthenticated(
+                f"a {request.method} with the console's session cookie needs its {session.CSRF_HEADER} header"
+            )
+        return None, cookie
+    scheme, _, value = (authorization or "").partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:
         return None, value

@@ -1,12 +1,16 @@
-"""Request bodies: strict about types and unknown fields, so a body that breaks the documented schema is
-refused (422, naming the field) instead of being coerced (`false` is not 0, `"3"` is not 3)."""
+"""Request bodies, strict about types and unknown fields, so a body that breaks the documented schema is refused
+(422, naming the field) instead of being coerced (`false` is not 0, `"3"` is not 3); and query values with a
+syntax of their own."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from estate.domain.selectors import parse_labels
 
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # a DNS label, as every Estate ID
 ENV_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # project/env
@@ -45,6 +49,13 @@ def _date_time(value: Any) -> Any:
 
 
 DateTime = Annotated[datetime, BeforeValidator(_date_time), Field(json_schema_extra={"format": "date-time"})]
+
+
+def labels(items: Iterable[str]) -> dict[str, str]:
+    """`?label=key=value` query values as a mapping (InputError naming one that is not of that form)."""
+    return parse_labels(items, what="label:")
+
+
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Version = Annotated[str, Field(pattern=VERSION_PATTERN)]
 

@@ -111,6 +111,11 @@ class Identity:
             self.tokens.used(record.id, now)  # at most one write a minute per token, not one per request
         return Caller(record.user, "token", source, request_id, frozenset(record.groups))
 
+    def oidc_issuer(self) -> str | None:
+        """The OIDC issuer whose JWTs authenticate (`settings.oidc`), None when none is configured."""
+        settings = OidcSettings.from_settings(dict(self.store.settings().get("oidc") or {}))
+        return settings.issuer if settings else None
+
     def _verifier(self) -> OidcVerifier | None:
         settings = OidcSettings.from_settings(dict(self.store.settings().get("oidc") or {}))
         if settings is None:

@@ -13,6 +13,7 @@ from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.views.inventory import (
     ApplyView,
+    EnvironmentVersionsView,
     EnvironmentView,
     FlaggedVersionView,
     InitView,
@@ -31,10 +32,10 @@ from estate.config import SourceFile, json_schema, load_sources, read_sources
 from estate.domain.access import Action, Principal, authorize
 from estate.domain.ids import EnvRef
 from estate.domain.lifecycle import Lifecycle, check_change
-from estate.domain.model import Estate, ModuleVersion
+from estate.domain.model import Environment, Estate, ModuleVersion
 from estate.domain.plans import describe_gate
 from estate.domain.selectors import Selector
-from estate.domain.usage import module_usage, usage_report
+from estate.domain.usage import module_usage, usage_report, versions_by_env
 from estate.domain.versions import Version
 from estate.domain.waves import assign_waves
 from estate.errors import ConflictError, InputError, NotFoundError
@@ -89,30 +90,35 @@ class Inventory:
         )
 
     def environments(
-        self, *, project: str | None = None, env_type: str | None = None, labels: Mapping[str, str] | None = None
+        self,
+        *,
+        project: str | None = None,
+        env_type: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        owner: str | None = None,
     ) -> list[EnvironmentView]:
         """Environments matching every given filter, ordered by env type rank, project and id."""
         estate = self.store.load_estate()
-        selector = Selector(
-            env_types=frozenset([env_type]) if env_type else None,
-            labels=dict(labels or {}),
-            projects=frozenset([project]) if project else None,
-        )
-        rank = estate.env_type_rank()
         owners = {p.id: p.owner for p in estate.projects}
-        found = sorted(selector.select(estate.environments), key=lambda e: (rank.get(e.type, 0), e.project, e.id))
+        flagged = _flagged(estate)
+        return [_environment(e, owners, flagged) for e in _select(estate, project, env_type, labels, owner)]
+
+    def versions(
+        self,
+        *,
+        project: str | None = None,
+        env_type: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        owner: str | None = None,
+    ) -> list[EnvironmentVersionsView]:
+        """Who runs what: the environments `environments` selects, each with the version of every module it runs."""
+        estate = self.store.load_estate()
+        running = versions_by_env(estate)
+        owners = {p.id: p.owner for p in estate.projects}
         flagged = _flagged(estate)
         return [
-            EnvironmentView(
-                ref=str(e.ref),
-                project=e.project,
-                id=e.id,
-                type=e.type,
-                owner=owners.get(e.project, ""),
-                labels=dict(e.labels),
-                flagged=flagged.get(e.ref, []),
-            )
-            for e in found
+            EnvironmentVersionsView(**_environment(e, owners, flagged).model_dump(), versions=running.get(e.ref, {}))
+            for e in _select(estate, project, env_type, labels, owner)
         ]
 
     def modules(self) -> list[ModuleView]:
@@ -259,6 +265,34 @@ def _flagged(estate: Estate) -> dict[EnvRef, list[FlaggedVersionView]]:
                 )
                 found.setdefault(binding.env.ref, []).append(view)
     return found
+
+
+def _select(
+    estate: Estate, project: str | None, env_type: str | None, labels: Mapping[str, str] | None, owner: str | None
+) -> list[Environment]:
+    selector = Selector(
+        env_types=frozenset([env_type]) if env_type else None,
+        labels=dict(labels or {}),
+        projects=frozenset([project]) if project else None,
+    )
+    owned = None if owner is None else {p.id for p in estate.projects if p.owner == owner}
+    rank = estate.env_type_rank()
+    found = [e for e in selector.select(estate.environments) if owned is None or e.project in owned]
+    return sorted(found, key=lambda e: (rank.get(e.type, 0), e.project, e.id))
+
+
+def _environment(
+    e: Environment, owners: Mapping[str, str], flagged: Mapping[EnvRef, list[FlaggedVersionView]]
+) -> EnvironmentView:
+    return EnvironmentView(
+        ref=str(e.ref),
+        project=e.project,
+        id=e.id,
+        type=e.type,
+        owner=owners.get(e.project, ""),
+        labels=dict(e.labels),
+        flagged=flagged.get(e.ref, []),
+    )
 
 
 def _keeps_an_admin(caller: Caller, desired: Estate) -> None:

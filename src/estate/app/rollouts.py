@@ -11,6 +11,7 @@ machine has answered.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from estate.app.status import Dashboards, rollout_view
 from estate.app.views.rollouts import EnvQuery, PreviewView, RolloutSummaryView, RolloutView, StartView
 from estate.domain import rollout_events as ev
 from estate.domain.access import Action, Principal, Role, Target, roles_of
+from estate.domain.ids import EnvRef
 from estate.domain.model import Estate
 from estate.domain.plans import RolloutPlan
 from estate.domain.rollout import acts_on
@@ -114,9 +116,46 @@ class Rollouts:
         """Forbidden unless `caller` may operate every environment the rollout would touch; NotFoundError for an
         unknown module, version or plan (what `preview` and `start` check first)."""
         with self.audit.refusals(caller, "rollout start", f"module:{module}@{version}"):
-            estate = self.store.load_estate()
-            found = pf.targets(estate, module, version, estate.require_plan(plan_id), allow_uncovered=True)
-            self.access.require(caller, Action.OPERATE, found.refs)
+            self.access.require(caller, Action.OPERATE, self._start_targets(module, version, plan_id))
+
+    def start_denial(self, caller: Caller, module: str, version: str, plan_id: str) -> str | None:
+        """Why `caller` may not start this rollout (None: the role allows it), without recording anything: what a
+        console disables, with the reason."""
+        return self.access.denial(caller, Action.OPERATE, lambda: self._start_targets(module, version, plan_id))
+
+    def _start_targets(self, module: str, version: str, plan_id: str) -> builtins.list[EnvRef]:
+        estate = self.store.load_estate()
+        return pf.targets(estate, module, version, estate.require_plan(plan_id), allow_uncovered=True).refs
+
+    def permissions(self, caller: Caller, rollout_id: str) -> dict[str, str | None]:
+        """Why `caller` may not send each command (None: the role allows it; the state machine may still refuse),
+        keyed `promote`, `approve`, `pause`, `resume`, `abort`, `retarget`, and `rollback N` / `rerun N` for each
+        wave N. The waves' members are read only if a scoped binding needs the environments a command acts on."""
+        members = functools.cache(lambda: self.rollouts.membership(rollout_id))
+        outline = self._outline(rollout_id)
+        me = caller.subject
+        commands: dict[str, ev.Command] = {
+            "promote": ev.Promote(me),
+            "approve": ev.Approve(me),
+            "pause": ev.Pause(me),
+            "resume": ev.Resume(me),
+            "abort": ev.Abort(me),
+            "retarget": ev.Retarget(me, outline.version),
+        }
+        for wave in outline.waves:
+            commands[f"rollback {wave.number}"] = ev.Rollback(me, wave.number)
+            commands[f"rerun {wave.number}"] = ev.Rerun(me, wave.number)
+
+        def targets(command: ev.Command) -> Callable[[], tuple[EnvRef, ...]]:
+            return lambda: acts_on(members(), command)
+
+        return self.access.denials(
+            caller,
+            {
+                name: (Action.APPROVE if isinstance(command, ev.Approve) else Action.OPERATE, targets(command))
+                for name, command in commands.items()
+            },
+        )
 
     def authorize_retarget(self, caller: Caller, rollout_id: str, version: str) -> None:
         """Forbidden unless `caller` may operate the rollout's environments; NotFoundError for an unknown rollout

@@ -26,7 +26,7 @@ from estate.domain.alerts import FiredAlert
 from estate.domain.gate_eval import CohortSummary, Comparison
 from estate.domain.ids import EnvRef
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
-from estate.domain.plans import BakeGate, Gate, RolloutPlan, describe_gate, gate_kind
+from estate.domain.plans import ApprovalGate, BakeGate, Gate, PrometheusGate, RolloutPlan, describe_gate, gate_kind
 from estate.domain.rollout_state import EnvState, EnvStatus, GateRecord, RolloutPhase, RolloutState, WaveState
 from estate.domain.usage import module_usage
 from estate.errors import InputError
@@ -137,6 +137,9 @@ def _gates(state: RolloutState, wave: WaveState, boards: Dashboards) -> list[Gat
                 at=record.at if record else (approvals[-1].at if approvals else None),
                 details=_details(record, wave, gate, boards) if record else None,
                 approved_by=[a.actor for a in approvals],
+                min=gate.min if isinstance(gate, PrometheusGate) else None,
+                max=gate.max if isinstance(gate, PrometheusGate) else None,
+                four_eyes=isinstance(gate, ApprovalGate) and gate.four_eyes,
             )
         )
     return out

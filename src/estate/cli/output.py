@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from estate.domain import selectors
 from estate.errors import EstateError, InputError
 
 
@@ -152,14 +153,8 @@ def live_progress() -> Iterator[LiveProgress]:
 
 
 def parse_labels(labels: Sequence[str]) -> dict[str, str]:
-    """`key=value` options as a mapping; InputError naming a malformed one."""
-    out = {}
-    for item in labels:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--label '{item}' is not of the form key=value")
-        out[key] = value
-    return out
+    """`--label key=value` options as a mapping; InputError naming a malformed one."""
+    return selectors.parse_labels(labels, what="--label")
 
 
 _SPAN = re.compile(r"^(\d+)([smhd])$")

@@ -1,4 +1,4 @@
-"""`estate server`: serve the REST API, the event stream and metrics, and drive every rollout."""
+"""`estate server`: serve the REST API, the event stream, metrics and the console, and drive every rollout."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ def server(
         str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")
     ] = "info",
 ) -> None:
-    """Serve the API under /api/v1 (OpenAPI at /openapi.json), /healthz, /readyz and /metrics, and host the
-    engine that drives every active rollout until stopped (Ctrl-C). Every request authenticates with a bearer
-    token or an OIDC JWT (see docs/access.md; the first admin token: `estate token create --user root`).
+    """Serve the API under /api/v1 (OpenAPI at /openapi.json), the web console at /, /healthz, /readyz and
+    /metrics, and host the engine that drives every active rollout until stopped (Ctrl-C). Every request
+    authenticates with a bearer token or an OIDC JWT (see docs/access.md; the first admin token: `estate token
+    create --user root`).
 
     Clients: `estate login --url http://127.0.0.1:8080` and every `estate` command talks to this server.
     """
-    # FastAPI builds its OpenAPI models at import (~0.4 s): only `estate server` pays for them
-    from estate.api.server import serve  # noqa: PLC0415
+    from estate.api.server import serve  # noqa: PLC0415 - the web stack is imported only by the command that serves
 
     serve(os.environ, host, port, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key, plain_http=plain_http)
 

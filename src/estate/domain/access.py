@@ -145,7 +145,12 @@ def authorize(
         if action in _allowed([b for b in bindings if b.scope.everywhere], principal):
             return AccessDecision(True)
         return AccessDecision(False, f"{principal.subject} may not {action}: that needs role {needed} everywhere")
-    uncovered = [t for t in targets if action not in _allowed(bindings, principal, t)]
+    covered: dict[tuple[str, str], bool] = {}  # a binding's scope depends on the project and the env type alone
+    for t in targets:
+        key = (t.env.project, t.env_type)
+        if key not in covered:
+            covered[key] = action in _allowed(bindings, principal, t)
+    uncovered = [t for t in targets if not covered[t.env.project, t.env_type]]
     if not uncovered:
         return AccessDecision(True)
     scopes = sorted({f"project {t.env.project} / env type {t.env_type}" for t in uncovered})

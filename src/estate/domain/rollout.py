@@ -229,7 +229,7 @@ def acts_on(state: RolloutState, command: Command) -> tuple[EnvRef, ...]:
     or rerun the wave named (default: the current one), approve, pause, resume or abort the current wave, start
     or retarget the whole rollout."""
     if isinstance(command, Start | Retarget):
-        return tuple(e.env for e in state.envs)
+        return tuple(ref for wave in state.waves for ref in wave.envs)  # every environment is in one wave
     if isinstance(command, Promote):
         return state.wave(min(state.current + 1, len(state.waves))).envs
     if isinstance(command, Rollback | Rerun) and command.wave is not None and 1 <= command.wave <= len(state.waves):

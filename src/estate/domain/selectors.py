@@ -12,6 +12,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
+from estate.errors import InputError
+
 
 class SelectableEnv(Protocol):
     """What a selector looks at."""
@@ -82,3 +84,14 @@ class Selector:
 
     def select(self, envs: Iterable[E]) -> list[E]:
         return [e for e in envs if self.matches(e)]
+
+
+def parse_labels(items: Iterable[str], *, what: str) -> dict[str, str]:
+    """`key=value` texts as labels to select by; InputError naming (as `what`, e.g. `--label`) a malformed one."""
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"{what} '{item}' is not of the form key=value")
+        found[key] = value
+    return found

@@ -78,3 +78,18 @@ def usage_report(estate: Estate, module_id: str) -> UsageReport:
         by_owner=Counter(owners.get(b.env.project, "") for b in found),
         unresolved=tuple(e.ref for e in estate.environments if e.project in needing and e.ref not in using),
     )
+
+
+def versions_by_env(estate: Estate) -> dict[EnvRef, dict[str, str]]:
+    """Every environment and the version of each module its resources resolve to (`module -> version`; a
+    module used twice at different versions shows them joined by `, `)."""
+    manifests = {p.id: p.resources for p in estate.projects}
+    rules = RuleIndex(estate.rules)
+    found: dict[EnvRef, dict[str, str]] = {}
+    for env in estate.environments:
+        versions: dict[str, set[str]] = {}
+        for b in _bindings(rules, env, manifests.get(env.project, ())):
+            if b.module is not None and b.version is not None:
+                versions.setdefault(b.module, set()).add(b.version)
+        found[env.ref] = {m: ", ".join(sorted(v)) for m, v in sorted(versions.items())}
+    return found

@@ -24,6 +24,8 @@ from estate.store.rollout_tables import rollout_envs
 from estate.store.rows import KINDS, access_bindings, estate_from_rows
 from estate.store.sync import SyncAction, SyncPlan, environments_with_history, plan_sync, write_sync
 
+_MANY = 100  # environments past which reading every row beats looking each one up
+
 
 class Store:
     """One database, migrated to head on open."""
@@ -105,6 +107,16 @@ class Store:
         if found is None:
             raise NotFoundError(f"unknown module '{module_id}'", hint="see `estate module list`")
         return str(found)
+
+    def env_types(self, refs: Sequence[EnvRef]) -> dict[EnvRef, str]:
+        """The type of each stored environment among `refs` (what access checks read): a lookup for a few, one scan
+        of the environments' (project, id, type) for many."""
+        if len(refs) <= _MANY:
+            return {e.ref: e.type for e in self.environments(refs)}
+        e = tables.environments
+        with self.connect() as conn:
+            stored = {(p, i): t for p, i, t in conn.execute(select(e.c.project, e.c.id, e.c.type))}
+        return {r: stored[r.project, r.env] for r in refs if (r.project, r.env) in stored}
 
     def environments(self, refs: Sequence[EnvRef]) -> list[Environment]:
         """The stored environments among `refs` (labels included), in the order of `refs`."""

@@ -194,6 +194,19 @@ class RolloutStore:
             }
         return RolloutOutline(record, state, counts)
 
+    def membership(self, rollout_id: str) -> RolloutState:
+        """The outline's state with each wave's members (their refs only; `envs` stays empty): what deciding which
+        environments a command acts on needs, at a fraction of the whole state's cost."""
+        t = rollout_envs
+        with self.store.connect() as conn:
+            state = _load(conn, rollout_id, with_envs=False)[1]
+            members: dict[int, list[EnvRef]] = {}
+            query = select(t.c.wave, t.c.project, t.c.env).where(t.c.rollout_id == rollout_id).order_by(t.c.position)
+            for wave, project, env in conn.execute(query):
+                members.setdefault(wave, []).append(EnvRef(project, env))
+        waves = tuple(replace(w, envs=tuple(members.get(w.number, ()))) for w in state.waves)
+        return replace(state, waves=waves)
+
     def envs(
         self, rollout_id: str, where: EnvFilter, *, after: EnvRef | None = None, limit: int | None = None
     ) -> tuple[builtins.list[EnvState], bool]:

@@ -197,6 +197,14 @@ class PrometheusServer(_Daemon):
             raise AssertionError(f"query {promql!r} answered HTTP {status}")
         return list(json.loads(body)["data"]["result"])
 
+    def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> Vector:
+        """The range vector `promql` returns from `start` to `end` (Unix seconds)."""
+        params = urlencode({"query": promql, "start": start, "end": end, "step": step})
+        status, body = http_get(f"{self.url}/api/v1/query_range?{params}")
+        if status != 200:
+            raise AssertionError(f"query_range {promql!r} answered HTTP {status}")
+        return list(json.loads(body)["data"]["result"])
+
     def wait_until(self, promql: str, predicate: Callable[[Vector], bool], timeout: float = 30.0) -> Vector:
         """Poll `promql` until `predicate(result)` holds; fail the test with the last result otherwise."""
         deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from estate.api import pages
 from estate.api.deps import Estate, Who
 from estate.api.problems import ERRORS
-from estate.api.requests import ID_PATTERN, VERSION_PATTERN, ApplyIn, LifecycleIn, PublishIn
+from estate.api.requests import ID_PATTERN, VERSION_PATTERN, ApplyIn, LifecycleIn, PublishIn, labels
 from estate.app.inventory import SourceFile
 from estate.app.views.inventory import (
     ApplyView,
@@ -21,7 +21,6 @@ from estate.app.views.inventory import (
     PublishView,
     UsageView,
 )
-from estate.errors import InputError
 
 router = APIRouter(responses=ERRORS)
 
@@ -53,13 +52,7 @@ def environments(
     after: pages.After = None,
 ) -> pages.Page[EnvironmentView]:
     """Environments, ordered by env type rank, project and id."""
-    labels = {}
-    for item in label or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"label: '{item}' is not of the form key=value")
-        labels[key] = value
-    found = estate.inventory.environments(project=project, env_type=env_type, labels=labels)
+    found = estate.inventory.environments(project=project, env_type=env_type, labels=labels(label or []))
     return pages.page(found, lambda e: e.ref, limit, after)
 
 

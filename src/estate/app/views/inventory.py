@@ -27,6 +27,12 @@ class EnvironmentView(View):
     flagged: list[FlaggedVersionView] = []  # versions it is on that are deprecated or defective
 
 
+class EnvironmentVersionsView(EnvironmentView):
+    """An environment and the version of every module it runs."""
+
+    versions: dict[str, str]  # module -> version
+
+
 class ModuleVersionView(View):
     version: str
     source: str

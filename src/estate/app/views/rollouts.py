@@ -103,6 +103,9 @@ class GateView(View):
     at: datetime | None
     details: GateDetails | None = None
     approved_by: list[str] = []
+    min: float | None = None  # a prometheus gate's bounds: every sample must stay within them
+    max: float | None = None
+    four_eyes: bool = False  # an approval gate the rollout's starter (or last retargeter) may not approve
 
 
 class RolloutEnvView(View):
