@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,24 +30,15 @@ import yaml
 
 from estate.api import session
 from estate.app import Caller, Wiring, bootstrap
-from estate.domain.gate_eval import Sample
-from estate.domain.model import Environment
-from estate.domain.plans import PrometheusGate
 from estate.store.deployments import DeploymentRepository
 from estate.testing.fake_runner import FakeRunner
+from estate.testing.passing_sampler import PassingSampler
 from estate.testing.server import bearer, serve_in_thread
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rollout_overhead import estate_yaml  # the same generated estate as the engine benchmark
 
 BENCH = Caller("bench")
-
-
-class Passing:
-    """Every environment's sample sits just under the bound (the real sampler is tested against Prometheus)."""
-
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
-        return [Sample.of(str(e.ref), round, f"errors{{env={e.id!r}}}", 0.01 + round / 1000) for e in envs]
 
 
 def timed(http: httpx.Client, path: str, runs: int, **headers: str) -> tuple[float, float, int]:
@@ -83,7 +73,7 @@ def main() -> None:
         environ = {"ESTATE_HOME": tmp, "PATH": os.environ["PATH"]}
         wiring = Wiring(
             runner=lambda store, _s: FakeRunner(DeploymentRepository(store), lambda: datetime.now(UTC)),
-            sampler=Passing(),
+            sampler=PassingSampler(),
         )
         setup = bootstrap(environ, wiring)
         setup.inventory.apply(BENCH, Path(tmp) / "estate.yaml", dry_run=False, prune=False, force=False)
@@ -95,7 +85,7 @@ def main() -> None:
         tokens = {who: setup.identity.create_token(BENCH, who).token for who in ("bench", "scoped")}
         setup.close()
 
-        server = serve_in_thread(environ, Wiring(sampler=Passing()))
+        server = serve_in_thread(environ, Wiring(sampler=PassingSampler()))
         rows = []
         try:
             for who, token in tokens.items():

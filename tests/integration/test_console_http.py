@@ -212,3 +212,34 @@ def test_the_estate_page_filters_by_project_env_type_owner_and_label(site: Site)
     assert shown(owner="team-atlas") == {e for e in everything if e.startswith("checkout/")}
     assert shown(project="search", label="region=eu") == {"search/eph-2"}
     assert shown(project="", env_type="", owner="") == everything  # the form's "any"
+
+
+def test_deprecated_and_defective_versions_stand_out_and_a_defective_one_is_no_retarget_choice(site: Site) -> None:
+    with httpx.Client(base_url=site.url, headers=bearer(site.root), timeout=30) as api:
+        versions = "/api/v1/modules/postgres/versions"
+        for version in ("2.0.0", "2.0.1"):
+            source = str(EXAMPLE_ESTATE.parent / "modules" / "postgres" / f"v{version}")
+            assert api.post(versions, json={"version": version, "source": source}).status_code == 201
+        assert api.post(f"{versions}/1.0.0/deprecate", json={"reason": "end of support"}).status_code == 200
+        assert api.post(f"{versions}/2.0.0/mark-defective", json={"reason": "drops connections"}).status_code == 200
+    with site.client(site.vera) as browser:
+        estate = browser.get("/").text
+        module = browser.get("/modules/postgres").text
+    marked = re.findall(r'data-lifecycle="(\w+)" title="([^"]+)"', estate)
+    assert len(marked) >= 16 and set(marked) == {("deprecated", "deprecated: end of support")}
+    assert "drops connections" in module and re.search(r"<td>defective <span", module)
+    with site.client(site.root) as browser:
+        confirm = browser.get("/rollouts/postgres-1/confirm/retarget")
+    assert confirm.status_code == 200, confirm.text
+    offered = re.findall(r"<option>([^<]+)</option>", confirm.text)
+    assert "2.0.1" in offered and "2.0.0" not in offered
+
+
+def test_a_freeze_shows_on_the_rollout_page(site: Site) -> None:
+    with httpx.Client(base_url=site.url, headers=bearer(site.root), timeout=30) as api:
+        frozen = api.post("/api/v1/freezes", json={"reason": "black friday", "env_type": "production"})
+        assert frozen.status_code == 201, frozen.text
+    with site.client(site.vera) as browser:
+        page = browser.get("/rollouts/postgres-1").text
+    (shown,) = re.findall(r'<p class="warning freezes">([^<]+)</p>', page)
+    assert "black friday" in shown and "production" in shown

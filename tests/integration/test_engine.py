@@ -15,10 +15,9 @@ from estate.app import App, Caller, Wiring, bootstrap
 from estate.app.audit import AuditFilter
 from estate.app.views.rollouts import EnvQuery
 from estate.config import load_estate
-from estate.domain.gate_eval import Sample, SamplingRound
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Module, ModuleVersion, Resource
-from estate.domain.plans import BakeGate, CompareGate
+from estate.domain.plans import BakeGate
 from estate.domain.rules import ModuleRule
 from estate.domain.usage import module_usage
 from estate.engine.driver import RolloutDriver
@@ -29,6 +28,7 @@ from estate.store.deployments import DeploymentRepository
 from estate.store.holders import heartbeat
 from estate.store.rollouts import RolloutSession
 from estate.testing.fake_runner import FakeRunner
+from estate.testing.passing_sampler import PassingSampler
 from tests.support.cli import EXAMPLE_ESTATE
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -65,24 +65,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 ALEX, BOB = Caller("alex"), Caller("bob")
-
-
-class PassingSampler:
-    """Every sample sits inside its gate's bounds (the real sampler is tested against a real Prometheus)."""
-
-    def sample(self, round: SamplingRound) -> list[Sample]:
-        gate = round.gate
-        landed = True if gate.landed else None
-        if isinstance(gate, CompareGate):  # both cohorts alike: not worse
-            cohorts = ((round.envs, False), (round.baseline, True))
-            return [
-                Sample(str(e.ref), round.round, "q", (0.001,), landed=landed, baseline=b)
-                for envs, b in cohorts
-                for e in envs
-            ]
-        value = gate.max if gate.max is not None else (gate.min or 0.0)
-        subjects = [f"wave/{round.wave_name}"] if gate.scope == "wave" else [str(e.ref) for e in round.envs]
-        return [Sample(s, round.round, "q", (value,), landed=landed) for s in subjects]
 
 
 @dataclass

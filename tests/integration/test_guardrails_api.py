@@ -6,6 +6,7 @@ freezes and version lifecycle need an admin, are audited, and show in every stat
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -137,6 +138,11 @@ def test_a_matching_alert_halts_the_wave_and_is_kept_as_evidence(guarded: Guarde
     with guarded.http("alex") as http:  # the same firing, notified again: it already acted
         http.post("/api/v1/hooks/alertmanager", json=payload("eph-2"))
         assert len(http.get(f"/api/v1/rollouts/{rollout}").json()["waves"][0]["alerts"]) == 1
+        resolved = http.post("/api/v1/hooks/alertmanager", json=payload("eph-2", status="resolved")).json()
+        assert (resolved["firing"], resolved["delivered"]) == (0, [])
+        time.sleep(1)  # several engine turns: a resolved alert must not resume the halted wave by itself
+        after = http.get(f"/api/v1/rollouts/{rollout}").json()
+    assert (after["phase"], after["waves"][0]["phase"]) == ("halted", view["waves"][0]["phase"])
 
 
 def test_freezes_and_lifecycle_need_an_admin_and_show_everywhere(guarded: Guarded) -> None:

@@ -62,6 +62,8 @@ def test_too_few_samples_or_no_baseline_is_inconclusive_never_a_pass() -> None:
     few = run(GATE, {"shop/eph-1": [0.001, 0.001]}, {"shop/eph-3": [0.001, 0.001]})
     assert few.verdict is Verdict.INCONCLUSIVE
     assert few.reason == "too few samples to compare: 2 new and 2 baseline, min_samples 6 each"
+    few_and_worse = run(GATE, {"shop/eph-1": [0.3, 0.3, 0.3]}, HEALTHY)
+    assert few_and_worse.verdict is Verdict.INCONCLUSIVE, "3 samples cannot fail a wave any more than pass it"
     alone = run(GATE, {"shop/eph-1": [0.001] * 6}, {})
     assert alone.verdict is Verdict.INCONCLUSIVE and alone.reason.startswith("no baseline")
     silent_baseline = run(GATE, {"shop/eph-1": [0.001] * 6}, {"shop/eph-3": [None] * 6})

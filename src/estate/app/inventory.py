@@ -121,6 +121,16 @@ class Inventory:
             for e in _select(estate, project, env_type, labels, owner)
         ]
 
+    def flagged_versions(self) -> dict[str, FlaggedVersionView]:
+        """The deprecated and defective module versions by "module@version" (read without the environments)."""
+        return {
+            f"{module}@{version}": FlaggedVersionView(
+                module=module, version=version, lifecycle=f["lifecycle"], lifecycle_reason=f["lifecycle_reason"] or ""
+            )
+            for (module, version), f in self.store.publications().items()
+            if f["lifecycle"] not in (None, str(Lifecycle.PUBLISHED))
+        }
+
     def modules(self) -> list[ModuleView]:
         """Modules with their published versions (oldest first, by semantic version)."""
         published = self.store.publications()

@@ -235,7 +235,13 @@ def confirm_fragment(
         view = estate.rollouts.status(rollout_id, query=EnvQuery(wave=str(acts_on), limit=controls.PAGE))
     versions = []
     if command == "retarget":
-        versions = [v.version for m in estate.inventory.modules() if m.id == view.module for v in m.versions]
+        versions = [  # a defective version is refused as a target: not offered
+            v.version
+            for m in estate.inventory.modules()
+            if m.id == view.module
+            for v in m.versions
+            if v.lifecycle != "defective"
+        ]
     try:
         confirmation = controls.confirmation(view, command, wave=wave, versions=versions)
     except ValueError as exc:

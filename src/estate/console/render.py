@@ -94,6 +94,7 @@ class Templates:
             "csrf": session.csrf_token(credential) if credential and who is not None else "",
             "path": request.url.path,
             "query": dict(request.query_params),
+            "lifecycles": app.inventory.flagged_versions(),  # every page marks them where it shows them
             **context,
         }
         name = context["live"] if partial else template

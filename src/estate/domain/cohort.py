@@ -154,8 +154,17 @@ def _summary(envs: int, values: Sequence[float]) -> CohortSummary:
 
 def _verdict(gate: CompareGate, c: Comparison, missing: list[str], *, has_baseline: bool) -> tuple[Verdict, str]:
     """The decision in words: worse (failed), not worse (passed), or why it cannot tell (inconclusive)."""
+    # Too few samples decide nothing either way, however the few look: inconclusive, never failed or passed.
+    if not has_baseline or c.baseline.samples == 0:
+        return Verdict.INCONCLUSIVE, "no baseline: no environment still on the previous version was observed"
+    too_few = c.new.samples < gate.min_samples or c.baseline.samples < gate.min_samples
+    if too_few and not missing:
+        return Verdict.INCONCLUSIVE, (
+            f"too few samples to compare: {c.new.samples} new and {c.baseline.samples} baseline, "
+            f"min_samples {gate.min_samples} each"
+        )
     alpha = 1 - gate.confidence
-    if c.p_value is not None and c.p_value < alpha:
+    if not too_few and c.p_value is not None and c.p_value < alpha:
         return (
             Verdict.FAILED,
             f"the new cohort is worse than its baseline beyond tolerance {gate.tolerance}: " + _facts(c),
@@ -163,13 +172,6 @@ def _verdict(gate: CompareGate, c: Comparison, missing: list[str], *, has_baseli
     if missing:
         more = f"; and {len(missing) - 3} more" if len(missing) > 3 else ""
         return Verdict.INCONCLUSIVE, "evidence is missing: " + "; ".join(missing[:3]) + more
-    if not has_baseline or c.baseline.samples == 0:
-        return Verdict.INCONCLUSIVE, "no baseline: no environment still on the previous version was observed"
-    if c.new.samples < gate.min_samples or c.baseline.samples < gate.min_samples:
-        return Verdict.INCONCLUSIVE, (
-            f"too few samples to compare: {c.new.samples} new and {c.baseline.samples} baseline, "
-            f"min_samples {gate.min_samples} each"
-        )
     return (
         Verdict.PASSED,
         f"the new cohort is not worse than its baseline beyond tolerance {gate.tolerance}: " + _facts(c),
