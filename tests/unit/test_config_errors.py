@@ -155,4 +155,3 @@ def test_cli_json_errors_are_structured(cli: Cli, tmp_path: Path) -> None:
         "path": "projects[0].environments[1].type",
         "message": "unknown env type 'prod'",
     }
-
