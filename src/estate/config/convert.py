@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from estate.config.schema import Document, GateDoc, SelectorDoc, WaveDoc
+from estate.config.schema import Document, GateDoc, RunnerRuleDoc, SelectorDoc, WaveDoc
 from estate.domain.model import Environment, EnvType, Estate, Module, ModuleVersion, Project, Resource
 from estate.domain.plans import (
     ApprovalGate,
@@ -20,6 +20,7 @@ from estate.domain.plans import (
     Wave,
 )
 from estate.domain.rules import ModuleRule
+from estate.domain.runner_rules import RunnerRule
 from estate.domain.selectors import LabelExpression, LabelOp, Selector
 
 
@@ -66,6 +67,12 @@ def _wave(doc: WaveDoc) -> Wave:
     )
 
 
+def environments(doc: Document) -> tuple[Environment, ...]:
+    return tuple(
+        Environment(p.id, e.id, e.type, MappingProxyType(dict(e.labels))) for p in doc.projects for e in p.environments
+    )
+
+
 def to_estate(doc: Document) -> Estate:
     """Build the domain `Estate` from a document that passed every check."""
     return Estate(
@@ -78,11 +85,7 @@ def to_estate(doc: Document) -> Estate:
             )
             for p in doc.projects
         ),
-        environments=tuple(
-            Environment(p.id, e.id, e.type, MappingProxyType(dict(e.labels)))
-            for p in doc.projects
-            for e in p.environments
-        ),
+        environments=environments(doc),
         modules=tuple(
             Module(
                 m.id,
@@ -100,4 +103,9 @@ def to_estate(doc: Document) -> Estate:
         ),
         roles=MappingProxyType({k: tuple(v) for k, v in doc.roles.items()}),
         settings=MappingProxyType(doc.settings.model_dump()),
+        runner_rules=tuple(runner_rule(r) for r in doc.runner_rules),
     )
+
+
+def runner_rule(doc: RunnerRuleDoc) -> RunnerRule:
+    return RunnerRule(doc.pool, doc.project, doc.env_type, doc.env, MappingProxyType(dict(doc.labels)))

@@ -58,10 +58,28 @@ class GrafanaSettings(_Strict):
     token_env: str | None = None
 
 
+class TemporalTlsSettings(_Strict):
+    ca_file: str | None = Field(None, description="CA bundle that signed the Temporal frontend's certificate")
+    cert_file: str | None = Field(None, description="client certificate (mTLS)")
+    key_file: str | None = Field(None, description="client private key (mTLS)")
+    server_name: str | None = None
+
+
+class EngineSettings(_Strict):
+    kind: Literal["local", "temporal"] = Field(
+        "local", description="local: a lease and one process drive each rollout; temporal: durable workflows"
+    )
+    address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port")
+    namespace: str = "default"
+    task_queue: str = Field("estate", description="rollout workflows; runner pools use <task_queue>-pool-<pool>")
+    tls: TemporalTlsSettings | None = None
+
+
 class Settings(_Strict):
     runner: RunnerSettings = RunnerSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    engine: EngineSettings = EngineSettings()
 
 
 class EnvTypeDoc(_Strict):
@@ -88,6 +106,14 @@ class ModuleRuleDoc(_Strict):
     project: Id | None = None
     env_type: Id | None = None
     env: Id | None = None
+
+
+class RunnerRuleDoc(_Strict):
+    pool: Id = Field(description="the runner pool (`estate worker --pool NAME`) that runs these environments")
+    project: Id | None = None
+    env_type: Id | None = None
+    env: Id | None = None
+    labels: dict[str, str] = {}
 
 
 class ResourceDoc(_Strict):
@@ -185,6 +211,7 @@ class Document(_Strict):
     env_types: list[EnvTypeDoc] = []
     modules: list[ModuleDoc] = []
     module_rules: list[ModuleRuleDoc] = []
+    runner_rules: list[RunnerRuleDoc] = []
     projects: list[ProjectDoc] = []
     rollout_plans: list[RolloutPlanDoc] = []
 

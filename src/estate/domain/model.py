@@ -13,6 +13,7 @@ from typing import Any
 from estate.domain.ids import EnvRef
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import ModuleRule
+from estate.domain.runner_rules import RunnerRule
 from estate.errors import NotFoundError
 
 JSON = Any
@@ -93,6 +94,7 @@ class Estate:
     plans: tuple[RolloutPlan, ...] = ()
     roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
     settings: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
+    runner_rules: tuple[RunnerRule, ...] = ()  # which runner pool runs each environment's Terraform
 
     def env_type_rank(self) -> dict[str, int]:
         return {t.id: t.rank for t in self.env_types}
