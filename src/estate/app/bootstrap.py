@@ -16,9 +16,11 @@ from functools import cached_property
 
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
+from estate.app.engines import EmbeddedEngine, EngineGateway, HostedEngine
 from estate.app.inventory import Inventory
 from estate.app.rollouts import Rollouts
 from estate.app.status import Dashboards
+from estate.app.workers import Workers
 from estate.domain.gate_eval import Sample
 from estate.domain.model import Environment
 from estate.domain.plans import PrometheusGate
@@ -32,6 +34,8 @@ from estate.runners.events import TerraformEvent
 from estate.runners.ports import Runner
 from estate.settings import Settings
 from estate.store import Store
+from estate.temporal.client import TemporalSettings, engine_kind
+from estate.temporal.gateway import TemporalEngine
 
 
 def utcnow() -> datetime:
@@ -78,13 +82,38 @@ class App:
         return Rollouts(
             self.store,
             lambda: self.terraform,
-            self.engine,
+            lambda: self.gateway,
             self.audit,
             now=self.wiring.now,
             boards=self.dashboards,
-            host=self.host if self.wiring.hosted else None,
-            sleep=self.wiring.sleep,
         )
+
+    @cached_property
+    def workers(self) -> Workers:
+        return Workers(self)
+
+    # -- the engine gateway: local (embedded or hosted) or Temporal, by settings --------------------------
+
+    @property
+    def temporal(self) -> TemporalSettings | None:
+        """Where Temporal is, when `settings.engine.kind` (or ESTATE_ENGINE_KIND) says the engine is temporal."""
+        stored = dict(self.store.settings().get("engine") or {})
+        if engine_kind(self.settings.environ, stored) != "temporal":
+            return None
+        return TemporalSettings.build(self.settings.environ, stored)
+
+    @cached_property
+    def gateway(self) -> EngineGateway:
+        temporal = self.temporal
+        if temporal is not None:
+            gateway = TemporalEngine(temporal, self.store, now=self.wiring.now, on_log=self.wiring.on_log)
+            self._closers.append(gateway.close)
+            return gateway
+        if self.wiring.hosted:
+            return HostedEngine(self.host, self.engine, self.wiring.now, self.wiring.sleep)
+        return EmbeddedEngine(self.engine, self.wiring.now, self.wiring.sleep)
+
+    # -- end of the engine gateway ------------------------------------------------------------------------
 
     @cached_property
     def terraform(self) -> DeploymentService:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from estate.cli import deploy_cmds, estate_cmds, inventory, rollout_cmds
+from estate.cli import deploy_cmds, estate_cmds, inventory, rollout_cmds, worker_cmds
 from estate.cli.context import Context, get_context, set_context
 from estate.cli.output import Format, report_error, stderr
 from estate.errors import EstateError
@@ -39,6 +39,7 @@ estate_cmds.register(app)
 inventory.register(app)
 deploy_cmds.register(app)
 rollout_cmds.register(app)
+worker_cmds.register(app)
 
 
 def _requested_format(argv: list[str]) -> Format | None:

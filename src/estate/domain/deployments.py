@@ -157,6 +157,7 @@ class Deployment:
     retryable: bool = False  # errored for a reason that may pass by itself (environment busy, store unavailable)
     retried_by: int | None = None  # the deployment that redid this interrupted one
     holder: str | None = None  # the process that runs (or will run) it: `host:pid`
+    pool: str | None = None  # the runner pool it was sent to (Temporal engine); None: the local runner
 
     @property
     def created_at(self) -> datetime:

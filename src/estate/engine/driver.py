@@ -136,9 +136,7 @@ class RolloutDriver:
         for command_id, command in commands:
             decision = decide(state, command, now)
             outcomes[command_id] = decision.refused or "ok"
-            summary = describe(command) + (f": {decision.refused}" if decision.refused else "")
-            kind = "refused" if decision.refused else "command"
-            entries.append(LogEntry(kind, summary, command.actor, {"command": type(command).__name__}))
+            entries.append(command_entry(command, decision.refused))
             state = _absorb(decision, actions, entries, transitions)
         if events:
             state = _absorb(decide_observations(state, events, now), actions, entries, transitions)
@@ -259,11 +257,20 @@ def _absorb(
 ) -> RolloutState:
     actions.extend(decision.actions)
     transitions.extend(decision.log)
-    for t in decision.log:
-        payload = {"subject": str(t.subject), "before": t.before, "after": t.after, "reason": t.reason}
-        kind = "phase" if t.subject.kind is SubjectKind.ROLLOUT else "transition"
-        entries.append(LogEntry(kind, str(t), t.actor, payload))
+    entries.extend(transition_entry(t) for t in decision.log)
     return decision.state
+
+
+def command_entry(command: ev.Command, refused: str | None) -> LogEntry:
+    """The log line of a command the state machine accepted or refused."""
+    summary = describe(command) + (f": {refused}" if refused else "")
+    return LogEntry("refused" if refused else "command", summary, command.actor, {"command": type(command).__name__})
+
+
+def transition_entry(t: ev.Transition) -> LogEntry:
+    """The log line of a transition: a change of the rollout's phase, or of a wave, gate, env or target."""
+    payload = {"subject": str(t.subject), "before": t.before, "after": t.after, "reason": t.reason}
+    return LogEntry("phase" if t.subject.kind is SubjectKind.ROLLOUT else "transition", str(t), t.actor, payload)
 
 
 def _finished(action: ev.StartDeployment, dep: Deployment) -> ev.DeploymentFinished:

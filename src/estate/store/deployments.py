@@ -261,4 +261,5 @@ def from_row(row: Row[Any]) -> Deployment:
         retryable=bool(r["retryable"]),
         retried_by=r["retried_by"],
         holder=r["holder"],
+        pool=r["pool"],
     )

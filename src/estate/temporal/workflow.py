@@ -1,0 +1,332 @@
+"""The rollout workflow: one Temporal workflow per rollout runs the pure state machine (`decide`).
+
+The same turn as the local engine's driver, with Temporal keeping the state durable:
+
+- **Commands** arrive as Updates. The validator asks `decide` and raises its refusal, so a refused command
+  fails fast and never enters the history; an accepted one is decided in the next turn and answered once
+  the new state is projected into the store.
+- **Observations** come back from activities (a deployment finished, a gate round was sampled) and from
+  timers (bakes, sampling intervals, back-offs are durable workflow timers, never sleeps in activities).
+- **A turn** decides every command and observation that arrived, projects the new state and its log into the
+  store (the read model the CLI, the API and the console query), and only then performs the actions.
+- **Deployments** are created in the store by a local activity, idempotently by action key, then run by
+  the `estate.run_deployment` activity on the task queue of the environment's runner pool. Its activity id
+  is the action key (with the deployment id), so a retried activity never deploys twice. No worker polling
+  a pool means the activity waits to be started, never that it failed.
+- **Limits**: at most `Limits.max_pending` deployment activities are scheduled at once, and when the history
+  grows long (Temporal suggests it, or `continue_after` events) the workflow stops scheduling, lets what is
+  in flight finish, and continues as new with its state; the new run performs `outstanding(state)` again.
+
+Only the domain, the contract and Temporal's workflow API are imported here (the sandbox passes the
+pure modules through, see `estate.temporal.worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Sequence
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from estate.domain import rollout_events as ev
+    from estate.domain.deployments import DeploymentStatus
+    from estate.domain.gate_eval import Sample, subjects
+    from estate.domain.rollout import decide, decide_observations, outstanding
+    from estate.domain.rollout_state import RolloutPhase, RolloutState
+    from estate.temporal import contract as c
+
+#: Phases in which nothing moves until a human acts.
+_WAITING = frozenset(
+    {
+        RolloutPhase.PENDING,
+        RolloutPhase.PAUSED,
+        RolloutPhase.AWAITING_APPROVAL,
+        RolloutPhase.AWAITING_PROMOTION,
+        RolloutPhase.HALTED,
+        RolloutPhase.FAILED,
+    }
+)
+_STORE_TIMEOUT = timedelta(minutes=2)
+# The store may be down for a while: keep trying (a rollout never gives up on its read model).
+_STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+_APPLIED_KEPT = 1000  # update ids remembered across continue-as-new (a client retries within seconds)
+
+
+@workflow.defn(name=c.WORKFLOW)
+class RolloutWorkflow:
+    """See the module docstring."""
+
+    @workflow.init
+    def __init__(self, inp: c.RolloutInput) -> None:
+        self.inp = inp
+        self.state: RolloutState = inp.state
+        self.projected: RolloutState = inp.state
+        self.commands: list[tuple[ev.Command, str | None, int | None]] = [(q.command, None, q.id) for q in inp.queued]
+        self.observations: list[ev.Observation] = []
+        self.answers: dict[str, str] = {}
+        self.applied: list[str] = list(inp.applied)
+        self.waiting: deque[ev.StartDeployment] = deque()  # decided, not scheduled yet (limits, continue-as-new)
+        self.deploying: dict[str, ev.StartDeployment] = {}  # key -> action being prepared or run
+        self.timers: dict[str, tuple[datetime, ev.SampleGate | None]] = {}  # key -> (when, sampling or a tick)
+        self.tasks = 0  # samples and finalizations in flight
+        self.kicked = False
+
+    # -- the client's side ------------------------------------------------------------------------
+
+    @workflow.update
+    async def command(self, request: c.CommandRequest) -> str:
+        """Decide `request.command` in the next turn; "ok" or the refusal, once the store shows the result."""
+        if request.id in self.applied:  # the client retried an Update a previous run already applied
+            return self.answers.get(request.id, "ok")
+        self.commands.append((request.command, request.id, None))
+        await workflow.wait_condition(lambda: request.id in self.answers)
+        return self.answers[request.id]
+
+    @command.validator
+    def _validate(self, request: c.CommandRequest) -> None:
+        if request.id in self.applied:
+            return
+        refused = decide(self.state, request.command, workflow.now()).refused
+        if refused is not None:
+            raise ApplicationError(refused, type=c.REFUSED, non_retryable=True)
+
+    @workflow.query
+    def progress(self) -> c.Progress:
+        return c.Progress(str(self.state.phase), self._settled(), self.inp.run)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: c.RolloutInput) -> str:
+        self._perform(outstanding(self.state))
+        while True:
+            await self._wait()
+            now = workflow.now()
+            self._fire_timers(now)
+            if self.commands or self.observations:
+                await self._turn(now)
+            self._schedule()
+            if self._over():
+                return str(self.state.phase)
+            if self._continue_due() and self._idle():
+                workflow.continue_as_new(
+                    c.RolloutInput(
+                        self.state, inp.task_queue, (), tuple(self.applied[-_APPLIED_KEPT:]), inp.limits, inp.run + 1
+                    )
+                )
+
+    async def _wait(self) -> None:
+        if self.commands or self.observations or self.kicked:
+            self.kicked = False
+            return
+        due = min((when for when, _ in self.timers.values()), default=None)
+        timeout = None if due is None else max((due - workflow.now()).total_seconds(), 0.001)
+        with contextlib.suppress(TimeoutError):  # a timer is due
+            await workflow.wait_condition(
+                lambda: bool(self.commands or self.observations or self.kicked), timeout=timeout, timeout_summary="wake"
+            )
+        self.kicked = False
+
+    async def _turn(self, now: datetime) -> None:
+        commands, self.commands = self.commands, []
+        events, self.observations = self.observations, []
+        state = self.state
+        decided: list[c.Decided] = []
+        actions: list[ev.Action] = []
+        log: list[ev.Transition] = []
+        for command, _, queued in commands:
+            decision = decide(state, command, now)
+            decided.append(c.Decided(command, decision.refused, queued))
+            state, actions, log = decision.state, [*actions, *decision.actions], [*log, *decision.log]
+        if events:
+            decision = decide_observations(state, events, now)
+            state, actions, log = decision.state, [*actions, *decision.actions], [*log, *decision.log]
+        self.state = state
+        await self._project(now, tuple(decided), tuple(log))
+        for (_, update_id, _), outcome in zip(commands, decided, strict=True):
+            if update_id is not None:
+                self.answers[update_id] = outcome.refused or "ok"
+                self.applied.append(update_id)
+        self._perform(actions)
+
+    async def _project(self, now: datetime, decided: tuple[c.Decided, ...], log: tuple[ev.Transition, ...]) -> None:
+        state = self.state
+        projection = c.Projection(state.id, now, c.delta(self.projected, state), decided, log)
+        await workflow.execute_local_activity(
+            c.PROJECT,
+            projection,
+            summary="project into the store",
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+        )
+        self.projected = state
+
+    def _perform(self, actions: Sequence[ev.Action]) -> None:
+        for action in actions:
+            if isinstance(action, ev.StartDeployment):
+                if action.key not in self.deploying and all(a.key != action.key for a in self.waiting):
+                    self.waiting.append(action)
+            elif isinstance(action, ev.SampleGate):
+                self.timers.setdefault(action.key, (action.not_before, action))
+            elif isinstance(action, ev.WakeAt):
+                self.timers.setdefault(action.key, (action.when, None))
+            elif isinstance(action, ev.Finalize):
+                self._spawn(self._finalize(action))
+
+    def _fire_timers(self, now: datetime) -> None:
+        due = [key for key, (when, _) in self.timers.items() if when <= now]
+        ticked = False
+        for key in due:
+            _, sampling = self.timers.pop(key)
+            if sampling is None:
+                ticked = True
+            else:
+                self._spawn(self._sample(sampling))
+        if ticked:
+            self.observations.append(ev.Tick())
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        self.tasks += 1
+
+        async def tracked() -> None:
+            try:
+                await work
+            finally:
+                self.tasks -= 1
+                self.kicked = True
+
+        asyncio.create_task(tracked())  # noqa: RUF006 - the workflow's event loop keeps it; `tasks` tracks it
+
+    # -- deployments ------------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Prepare the waiting deployments, up to the limit; none while a continue-as-new is due."""
+        if self._continue_due():
+            return
+        batch: list[ev.StartDeployment] = []
+        while self.waiting and len(self.deploying) < self.inp.limits.max_pending:
+            action = self.waiting.popleft()
+            self.deploying[action.key] = action
+            batch.append(action)
+        if batch:
+            self._spawn(self._prepare(tuple(batch)))
+
+    async def _prepare(self, actions: tuple[ev.StartDeployment, ...]) -> None:
+        # After an abort nothing new starts: an action whose deployment does not exist yet is not started.
+        request = c.PrepareRequest(self.state.id, actions, create=self.state.phase is not RolloutPhase.ABORTED)
+        batch = await workflow.execute_local_activity(
+            c.PREPARE,
+            request,
+            result_type=c.PreparedBatch,
+            summary="create deployments",
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+        )
+        for action, found in zip(actions, batch.items, strict=True):
+            if found.deployment_id is None:
+                self._finished(action, "", c.RunOutcome(DeploymentStatus.CANCELLED, "not started: aborted"))
+                continue
+            deployment_id = str(found.deployment_id)
+            env = self.state.env(action.env)
+            if env is None or env.deployment_id != deployment_id:
+                self.observations.append(ev.DeploymentStarted(action.key, action.env, deployment_id))
+            if found.status is DeploymentStatus.INTERRUPTED:
+                self._redo(action)
+            elif found.status is not None and found.status.is_terminal:
+                self._finished(action, deployment_id, c.RunOutcome(found.status, found.reason, found.retryable))
+            else:
+                self._spawn(self._run(action, found))
+
+    async def _run(self, action: ev.StartDeployment, found: c.Prepared) -> None:
+        limits = self.inp.limits
+        assert found.deployment_id is not None
+        try:
+            outcome = await workflow.execute_activity(
+                c.RUN_DEPLOYMENT,
+                c.RunRequest(found.deployment_id, found.pool, action.key),
+                result_type=c.RunOutcome,
+                task_queue=c.pool_queue(self.inp.task_queue, found.pool),
+                activity_id=f"{action.key}#{found.deployment_id}",
+                start_to_close_timeout=timedelta(seconds=limits.run_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=limits.heartbeat_seconds),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
+                summary=f"{action.kind} {action.env} on pool {found.pool}",
+            )
+        except ActivityError as error:  # only a non-retryable failure ends up here: nothing judged the change
+            outcome = c.RunOutcome(DeploymentStatus.ERRORED, f"runner: {error.cause or error}", retryable=True)
+        if outcome.status is DeploymentStatus.INTERRUPTED:  # the run proves nothing: redo it as a new deployment
+            self._redo(action)
+        else:
+            self._finished(action, str(found.deployment_id), outcome)
+
+    def _redo(self, action: ev.StartDeployment) -> None:
+        self.deploying.pop(action.key, None)
+        self.waiting.appendleft(action)
+        self.kicked = True
+
+    def _finished(self, action: ev.StartDeployment, deployment_id: str, outcome: c.RunOutcome) -> None:
+        self.deploying.pop(action.key, None)
+        self.observations.append(
+            ev.DeploymentFinished(
+                action.key, action.env, deployment_id, outcome.status, outcome.reason, outcome.retryable
+            )
+        )
+
+    # -- gates and the end ------------------------------------------------------------------------
+
+    async def _sample(self, action: ev.SampleGate) -> None:
+        wave_name = self.state.spec(action.wave).name
+        try:
+            result = await workflow.execute_local_activity(
+                c.SAMPLE,
+                c.SampleRequest(self.state.id, wave_name, action),
+                result_type=c.Samples,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"sample wave {action.wave} gate {action.gate_index}",
+            )
+            samples = result.samples
+        except ActivityError as error:  # a round nobody could take: an error per subject, never a pass
+            expected = subjects(action.gate, wave_name, [str(e) for e in action.envs])
+            samples = tuple(Sample(s, action.round, "", error=f"sampling failed: {error.cause}") for s in expected)
+        self.observations.append(ev.GateSampled(action.key, action.wave, action.gate_index, action.round, samples))
+
+    async def _finalize(self, action: ev.Finalize) -> None:
+        request = c.FinalizeRequest(self.state.id, action)
+        await workflow.execute_local_activity(
+            c.FINALIZE, request, summary="finalize", start_to_close_timeout=_STORE_TIMEOUT, retry_policy=_STORE_RETRY
+        )
+
+    def _busy(self) -> bool:
+        return bool(self.commands or self.observations or self.waiting or self.deploying or self.tasks)
+
+    def _settled(self) -> bool:
+        """Nothing will happen until a human acts (or the rollout is over), and the store shows it."""
+        phase = self.state.phase
+        quiet = not self._busy() and not self.timers and self.projected is self.state
+        return quiet and (phase in _WAITING or phase.is_terminal)
+
+    def _over(self) -> bool:
+        return (
+            self.state.phase.is_terminal
+            and not self._busy()
+            and self.projected is self.state
+            and workflow.all_handlers_finished()
+        )
+
+    def _continue_due(self) -> bool:
+        info = workflow.info()
+        length = info.get_current_history_length()
+        # A fresh run's own input may already be large: continuing at once would only loop.
+        return length >= self.inp.limits.continue_after or (length > 100 and info.is_continue_as_new_suggested())
+
+    def _idle(self) -> bool:
+        """Nothing in flight that continuing as new would drop (timers and waiting work are re-derived)."""
+        in_flight = self.commands or self.observations or self.deploying or self.tasks
+        return not in_flight and self.projected is self.state and workflow.all_handlers_finished()
