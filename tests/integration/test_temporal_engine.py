@@ -4,15 +4,19 @@ read model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
-from estate.app import App, Caller, Wiring, bootstrap
+from estate.app import App, Caller, bootstrap
 from estate.config import load_estate
 from estate.domain.model import ModuleVersion
+from estate.domain.runner_rules import RunnerRule
 from estate.errors import Refused
 from estate.settings import Settings
 from estate.store import Store
@@ -36,10 +40,16 @@ def environ(tmp_path: Path, temporal: dict[str, str]) -> dict[str, str]:
     return {"ESTATE_HOME": str(tmp_path / "home"), "ESTATE_ACTOR": "alex", **temporal}
 
 
+REGIONS = (
+    RunnerRule("eu", labels=MappingProxyType({"region": "eu"})),
+    RunnerRule("us", labels=MappingProxyType({"region": "us"})),
+)
+
+
 @pytest.fixture
 def app(environ: dict[str, str]) -> Iterator[App]:
     app = bootstrap(environ)
-    estate = load_estate(EXAMPLE_ESTATE).estate
+    estate = replace(load_estate(EXAMPLE_ESTATE).estate, runner_rules=REGIONS)
     now = datetime.now(UTC)
     app.store.sync(estate, prune=False, force=False, dry_run=False, actor="alex", now=now)
     app.store.publish(ModuleVersion("postgres", "2.0.0", "/srv/pg-2.0.0"), "alex", now)
@@ -48,12 +58,42 @@ def app(environ: dict[str, str]) -> Iterator[App]:
 
 
 def test_a_rollout_runs_as_a_workflow_and_refusals_never_enter_its_history(app: App, environ: dict[str, str]) -> None:
-    with workers_in_thread(environ, ["default"], runner=fake_runner, sampler=PassingSampler()):
+    with workers_in_thread(environ, ["eu", "us"], runner=fake_runner, sampler=PassingSampler()):
         started = app.rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=True)
         view = app.rollouts.status(started.id)
         assert view.phase == "awaiting_promotion", view.reason
         with pytest.raises(Refused, match="cannot approve rollout"):
             app.rollouts.approve(BOB, started.id)
-        assert any("refused" == e.kind for e in app.rollouts.status(started.id).audit)
+        assert any(e.kind == "refused" for e in app.rollouts.status(started.id).audit)
         view = app.rollouts.promote(ALEX, started.id)
         assert view.current_wave == 2
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_each_environment_runs_on_its_pool_and_a_pool_without_workers_waits_not_fails(
+    app: App, environ: dict[str, str]
+) -> None:
+    sampler = PassingSampler()
+    with workers_in_thread(environ, ["eu"], runner=fake_runner, sampler=sampler):
+        rollout = app.rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=False).id
+
+        def wave1() -> dict[str, tuple[str, str | None]]:
+            return {e.env: (e.status, e.waiting_for_runner) for e in app.rollouts.status(rollout).waves[0].envs}
+
+        us = {"checkout/eph-2", "search/eph-1"}
+        wait_for(lambda: all(wave1()[e] == ("succeeded", None) for e in wave1() if e not in us))
+        print(wave1())
+        time.sleep(2)  # the us deployments stay queued: nobody polls pool us
+        assert {e: wave1()[e] for e in us} == dict.fromkeys(us, ("deploying", "us"))
+        view = app.rollouts.status(rollout)
+        assert view.phase == "running" and view.waves[0].phase == "deploying"
+    with workers_in_thread(environ, ["us"], runner=fake_runner, sampler=sampler):
+        wait_for(lambda: app.rollouts.status(rollout).phase == "awaiting_promotion")
+    pools = {str(d.env): d.pool for d in app.deployments.list(limit=100) if d.rollout_id == rollout}
+    assert pools == {str(e): "us" if str(e) in us else "eu" for e in wave1()}

@@ -24,6 +24,7 @@ from estate.domain.usage import module_usage
 from estate.store import Store
 from estate.store.codec import gc_paused
 from estate.store.rollouts import RolloutStore
+from estate.store.runner_pools import waiting_for_runner
 
 _WAITING_FOR = {
     RolloutPhase.PENDING: "the engine to start wave 1",
@@ -116,8 +117,10 @@ def _wave(state: RolloutState, wave: WaveState, boards: Dashboards, envs: list[R
     )
 
 
-def _env(e: EnvState) -> RolloutEnvView:
+def _env(e: EnvState, waiting: dict[int, str]) -> RolloutEnvView:
+    pool = waiting.get(int(e.deployment_id)) if e.status.in_flight and e.deployment_id else None
     return RolloutEnvView(
+        waiting_for_runner=pool,
         env=str(e.env),
         status=str(e.status),
         version=e.version,
@@ -129,7 +132,7 @@ def _env(e: EnvState) -> RolloutEnvView:
     )
 
 
-def _page(state: RolloutState, query: EnvQuery) -> tuple[dict[int, list[RolloutEnvView]], str | None]:
+def _page(store: Store, state: RolloutState, query: EnvQuery) -> tuple[dict[int, list[RolloutEnvView]], str | None]:
     """The environments `query` selects, per wave, and the cursor of the next page (None: this is the last)."""
     if query.summary:
         return {}, None
@@ -142,9 +145,11 @@ def _page(state: RolloutState, query: EnvQuery) -> tuple[dict[int, list[RolloutE
         selected = selected[position + 1 :] if position is not None else []
     more = query.limit is not None and len(selected) > query.limit
     page = selected[: query.limit] if query.limit is not None else selected
+    # A deployment sent to a runner pool that no worker has taken yet waits for a runner: never failed.
+    waiting = waiting_for_runner(store, [int(e.deployment_id) for e in page if e.status.in_flight and e.deployment_id])
     by_wave: dict[int, list[RolloutEnvView]] = {}
     for e in page:
-        by_wave.setdefault(e.wave, []).append(_env(e))
+        by_wave.setdefault(e.wave, []).append(_env(e, waiting))
     return by_wave, str(page[-1].env) if more and page else None
 
 
@@ -172,7 +177,7 @@ def rollout_view(
         users = {str(b.env.ref) for b in module_usage(store.usage_slice(state.module), state.module)}
         since = phase_change[0]["at"] if phase_change else (state.started_at or state.created_at)
         waiting = _WAITING_FOR.get(state.phase, "")
-        listed, next_cursor = _page(state, query)
+        listed, next_cursor = _page(store, state, query)
         return RolloutView(
             id=state.id,
             module=state.module,

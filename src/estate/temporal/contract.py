@@ -25,8 +25,9 @@ RUN_DEPLOYMENT = "estate.run_deployment"
 REFUSED = "Refused"  # the type of the ApplicationError an Update's validator raises
 
 
-def workflow_id(rollout_id: str) -> str:
-    return f"rollout/{rollout_id}"
+def workflow_id(task_queue: str, rollout_id: str) -> str:
+    """One estate's rollouts are told apart from another's on a shared namespace by their task queue."""
+    return f"{task_queue}/rollout/{rollout_id}"
 
 
 def pool_queue(task_queue: str, pool: str) -> str:

@@ -115,7 +115,7 @@ class TemporalEngine:
         return self._client
 
     async def _handle(self, rollout_id: str) -> WorkflowHandle[Any, Any]:
-        return (await self._client_()).get_workflow_handle(c.workflow_id(rollout_id))
+        return (await self._client_()).get_workflow_handle(c.workflow_id(self.settings.task_queue, rollout_id))
 
     async def _start(self, rollout_id: str) -> bool:
         """Start the rollout's workflow from the stored state, unless it runs (or ran) already; True if it did."""
@@ -129,7 +129,7 @@ class TemporalEngine:
             await client.start_workflow(
                 RolloutWorkflow.run,
                 c.RolloutInput(state, self.settings.task_queue, queued, limits=self.limits),
-                id=c.workflow_id(rollout_id),
+                id=c.workflow_id(self.settings.task_queue, rollout_id),
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
