@@ -341,7 +341,10 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
     """Make wave `n` current and start a fresh run of it (approval first when it has approval gates)."""
     wave = d.state.wave(n)
     for env in d.state.envs_of(n):
-        if not (only_failed and env.status is EnvStatus.SUCCEEDED):
+        # An environment that is already fresh is left as it is: each replacement copies the environments,
+        # and a wave of 10,000 fresh ones would cost 10,000 copies (quadratic, seconds in a workflow task).
+        fresh_env = env.status is EnvStatus.PENDING and not (env.reason or env.retry_at or env.errors)
+        if not fresh_env and not (only_failed and env.status is EnvStatus.SUCCEEDED):
             d.env_to(env, EnvStatus.PENDING, reason="", retry_at=None, errors=0)
     d.state = replace(d.state, current=n)
     fresh: dict[str, Any] = {

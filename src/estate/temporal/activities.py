@@ -147,7 +147,8 @@ class RunnerActivities:
         """Run the deployment to its end, heartbeating. A worker that shuts down past its grace hands the run
         back (interrupted: the workflow redoes it as a new deployment, which another worker of the pool picks
         up); an error that may pass by itself is raised, so that Temporal retries."""
-        assign_pools(self.store, {request.deployment_id: self.pool})  # where it really runs
+        if request.pool != self.pool:  # the queue says otherwise: record where it really runs
+            assign_pools(self.store, {request.deployment_id: self.pool})
         running = self._threads.submit(self.runner.run, request.deployment_id)
         stopping = False
         while True:

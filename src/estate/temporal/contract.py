@@ -44,6 +44,7 @@ class Limits:
     continue_after: int = 8_000  # also when Temporal suggests it (4,096 events or 4 MiB by default)
     heartbeat_seconds: float = 30.0  # a runner that stops heartbeating this long is presumed dead
     run_timeout_seconds: float = 4 * 3600.0  # one Terraform run; the runner's own timeout is shorter
+    turn_seconds: float = 0.5  # after a result arrives, wait this long for more before deciding them together
 
 
 @dataclass(frozen=True)

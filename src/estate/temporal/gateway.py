@@ -177,6 +177,8 @@ class TemporalEngine:
                 return c.Progress("pending", False, 0)
             if error.status is RPCStatusCode.NOT_FOUND:
                 return c.Progress(str(self.rollouts.record(rollout_id).phase), True, 0)
+            if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or "Timeout" in error.message:
+                return c.Progress("", False, 0)  # the workflow is busy (a long turn): ask again
             raise ComponentError("temporal", str(error), transient=True) from error
 
     def _record_refusal(self, rollout_id: str, command: ev.Command, refusal: str) -> None:

@@ -17,6 +17,9 @@ The same turn as the local engine's driver, with Temporal keeping the state dura
   grows long (Temporal suggests it, or `continue_after` events) the workflow stops scheduling, lets what is
   in flight finish, and continues as new with its state; the new run performs `outstanding(state)` again.
 
+Local activities (the store, a gate's sampling round) run one at a time in the main loop, never
+concurrently: their results must reach the workflow in an order that replays.
+
 Only the domain, the contract and Temporal's workflow API are imported here (the sandbox passes the
 pure modules through, see `estate.temporal.worker`).
 """
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -74,7 +77,7 @@ class RolloutWorkflow:
         self.waiting: deque[ev.StartDeployment] = deque()  # decided, not scheduled yet (limits, continue-as-new)
         self.deploying: dict[str, ev.StartDeployment] = {}  # key -> action being prepared or run
         self.timers: dict[str, tuple[datetime, ev.SampleGate | None]] = {}  # key -> (when, sampling or a tick)
-        self.tasks = 0  # samples and finalizations in flight
+        self.finalizing: list[ev.Finalize] = []
         self.kicked = False
 
     # -- the client's side ------------------------------------------------------------------------
@@ -105,13 +108,17 @@ class RolloutWorkflow:
     @workflow.run
     async def run(self, inp: c.RolloutInput) -> str:
         self._perform(outstanding(self.state))
+        self.kicked = True  # what a previous run left waiting is scheduled at once
         while True:
             await self._wait()
-            now = workflow.now()
-            self._fire_timers(now)
+            # Local activities run one at a time, here: their results then arrive in an order that replays.
+            for sampling in self._fire_timers(workflow.now()):
+                await self._sample(sampling)
             if self.commands or self.observations:
-                await self._turn(now)
-            self._schedule()
+                await self._turn(workflow.now())
+            while self.finalizing:
+                await self._finalize(self.finalizing.pop(0))
+            await self._schedule()
             if self._over():
                 return str(self.state.phase)
             if self._continue_due() and self._idle():
@@ -122,16 +129,24 @@ class RolloutWorkflow:
                 )
 
     async def _wait(self) -> None:
-        if self.commands or self.observations or self.kicked:
-            self.kicked = False
-            return
-        due = min((when for when, _ in self.timers.values()), default=None)
-        timeout = None if due is None else max((due - workflow.now()).total_seconds(), 0.001)
-        with contextlib.suppress(TimeoutError):  # a timer is due
-            await workflow.wait_condition(
-                lambda: bool(self.commands or self.observations or self.kicked), timeout=timeout, timeout_summary="wake"
-            )
+        if not (self.commands or self.observations or self.kicked):
+            due = min((when for when, _ in self.timers.values()), default=None)
+            timeout = None if due is None else max((due - workflow.now()).total_seconds(), 0.001)
+            with contextlib.suppress(TimeoutError):  # a timer is due
+                await workflow.wait_condition(
+                    lambda: bool(self.commands or self.observations or self.kicked),
+                    timeout=timeout,
+                    timeout_summary="wake",
+                )
         self.kicked = False
+        # Results that arrive close together are decided in one turn (one projection, far fewer events); a
+        # command is never held back. The pause is fixed: a decision that depended on the clock could take
+        # another branch on replay.
+        if self.observations and not self.commands and self.inp.limits.turn_seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: bool(self.commands), timeout=self.inp.limits.turn_seconds, timeout_summary="gather"
+                )
 
     async def _turn(self, now: datetime) -> None:
         commands, self.commands = self.commands, []
@@ -177,35 +192,32 @@ class RolloutWorkflow:
             elif isinstance(action, ev.WakeAt):
                 self.timers.setdefault(action.key, (action.when, None))
             elif isinstance(action, ev.Finalize):
-                self._spawn(self._finalize(action))
+                self.finalizing.append(action)
 
-    def _fire_timers(self, now: datetime) -> None:
+    def _fire_timers(self, now: datetime) -> list[ev.SampleGate]:
+        """Tick for the timers that are due; the sampling rounds that are due."""
         due = [key for key, (when, _) in self.timers.items() if when <= now]
-        ticked = False
+        samplings: list[ev.SampleGate] = []
         for key in due:
             _, sampling = self.timers.pop(key)
-            if sampling is None:
-                ticked = True
-            else:
-                self._spawn(self._sample(sampling))
-        if ticked:
-            self.observations.append(ev.Tick())
+            if sampling is not None:
+                samplings.append(sampling)
+            elif not any(isinstance(o, ev.Tick) for o in self.observations):
+                self.observations.append(ev.Tick())
+        return samplings
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        self.tasks += 1
-
-        async def tracked() -> None:
+    def _spawn_run(self, action: ev.StartDeployment, found: c.Prepared) -> None:
+        async def run() -> None:
             try:
-                await work
+                await self._run(action, found)
             finally:
-                self.tasks -= 1
                 self.kicked = True
 
-        asyncio.create_task(tracked())  # noqa: RUF006 - the workflow's event loop keeps it; `tasks` tracks it
+        asyncio.create_task(run())  # noqa: RUF006 - the workflow's event loop keeps it; `deploying` tracks it
 
     # -- deployments ------------------------------------------------------------------------------
 
-    def _schedule(self) -> None:
+    async def _schedule(self) -> None:
         """Prepare the waiting deployments, up to the limit; none while a continue-as-new is due."""
         if self._continue_due():
             return
@@ -215,7 +227,7 @@ class RolloutWorkflow:
             self.deploying[action.key] = action
             batch.append(action)
         if batch:
-            self._spawn(self._prepare(tuple(batch)))
+            await self._prepare(tuple(batch))
 
     async def _prepare(self, actions: tuple[ev.StartDeployment, ...]) -> None:
         # After an abort nothing new starts: an action whose deployment does not exist yet is not started.
@@ -241,7 +253,7 @@ class RolloutWorkflow:
             elif found.status is not None and found.status.is_terminal:
                 self._finished(action, deployment_id, c.RunOutcome(found.status, found.reason, found.retryable))
             else:
-                self._spawn(self._run(action, found))
+                self._spawn_run(action, found)
 
     async def _run(self, action: ev.StartDeployment, found: c.Prepared) -> None:
         limits = self.inp.limits
@@ -304,7 +316,7 @@ class RolloutWorkflow:
         )
 
     def _busy(self) -> bool:
-        return bool(self.commands or self.observations or self.waiting or self.deploying or self.tasks)
+        return bool(self.commands or self.observations or self.waiting or self.deploying or self.finalizing)
 
     def _settled(self) -> bool:
         """Nothing will happen until a human acts (or the rollout is over), and the store shows it."""
@@ -328,5 +340,5 @@ class RolloutWorkflow:
 
     def _idle(self) -> bool:
         """Nothing in flight that continuing as new would drop (timers and waiting work are re-derived)."""
-        in_flight = self.commands or self.observations or self.deploying or self.tasks
+        in_flight = self.commands or self.observations or self.deploying or self.finalizing
         return not in_flight and self.projected is self.state and workflow.all_handlers_finished()
