@@ -10,6 +10,7 @@ guarding the change with `workflow.patched(...)` so that the old histories still
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,10 +47,8 @@ def main() -> None:
             app.gateway.limits = Limits(continue_after=300)  # type: ignore[attr-defined]
             with workers_in_thread(environ, ["eu", "us"], runner=fake_runner, sampler=PassingSampler()):
                 story = app.rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False).id
-                try:
+                with contextlib.suppress(Refused):  # refused in the validator: not in the history
                     app.rollouts.approve(BOB, story)
-                except Refused:
-                    pass
                 app.rollouts.pause(ALEX, story)
                 app.rollouts.resume(ALEX, story)
                 app.rollouts.rollback(ALEX, story)
