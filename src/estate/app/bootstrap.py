@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from estate.app.audit import AuditTrail
@@ -32,10 +32,14 @@ from estate.gates.prometheus import PrometheusClient, PrometheusSampler
 from estate.runners import DeploymentService
 from estate.runners.events import TerraformEvent
 from estate.runners.ports import Runner
+from estate.runners.shared_locks import StoreLocks
 from estate.settings import Settings
 from estate.store import Store
+from estate.store.holders import process_identity
 from estate.temporal.client import TemporalSettings, engine_kind
 from estate.temporal.gateway import TemporalEngine
+
+LOCK_TTL = timedelta(hours=2)  # an environment lock held by a live process that long is surely stale
 
 
 def utcnow() -> datetime:
@@ -118,7 +122,11 @@ class App:
     @cached_property
     def terraform(self) -> DeploymentService:
         """The real Terraform runner; recovers runs whose process died before anything else uses it."""
-        service = DeploymentService(self.store, self.settings, now=self.wiring.now, listener=self.wiring.listener)
+        # With Temporal, runners on other machines lock environments in the store: so does this process.
+        locks = StoreLocks(self.store, process_identity(), self.wiring.now, LOCK_TTL) if self.temporal else None
+        service = DeploymentService(
+            self.store, self.settings, now=self.wiring.now, listener=self.wiring.listener, locks=locks
+        )
         service.recover()
         return service
 

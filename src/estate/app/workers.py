@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from estate.app.bootstrap import App
 
 LOCK_MARGIN = timedelta(minutes=10)  # an environment lease outlives the longest run by this much
+SHARED_LOCK_WAIT = 120.0  # seconds plan/apply wait for a shared backend's state lock (the `pg` backend takes
+# one lock for the first state of every environment in a database: parallel first runs queue on it)
 
 
 class Workers:
@@ -70,7 +72,12 @@ class Workers:
             )
             if rollouts
             else None,
-            pools={p: RunnerActivities(runner, p, app.store) for p in pools} if runner is not None else {},
+            pools={
+                p: RunnerActivities(runner, p, app.store, beat_seconds=min(5.0, settings.heartbeat_timeout / 3))
+                for p in pools
+            }
+            if runner is not None
+            else {},
             grace=timedelta(seconds=grace),
             max_runs=max_runs,
             beat=lambda: heartbeat(app.store, self.holder, now(), app.settings.lease_ttl),
@@ -112,6 +119,8 @@ class Workers:
                     hint="set settings.runner.backend (e.g. pg), use a PostgreSQL store, or pass --local-state "
                     "when every worker of the pool runs on this machine",
                 )
+        if not config.lock_timeout_seconds:  # a shared backend's lock is busy now and then: wait for it
+            config = replace(config, lock_timeout_seconds=SHARED_LOCK_WAIT)
         ttl = timedelta(seconds=config.timeout_seconds) + LOCK_MARGIN
         locks = StoreLocks(app.store, self.holder, app.wiring.now, ttl)
         service = DeploymentService(

@@ -40,6 +40,7 @@ class RunnerSettings(_Strict):
     binary: str = Field("terraform", description="terraform or tofu (a name on PATH or an absolute path)")
     max_parallel: int = Field(4, ge=1, le=256)
     timeout: Duration = Field(3600, description="per deployment; the whole process group is killed after it")
+    lock_timeout: Duration = Field(0, description="how long plan/apply wait for a held state lock (0: fail at once)")
     backend: dict[str, Any] | None = Field(
         None, description="Terraform backend block, e.g. {pg: {conn_str: ..., schema_name: 'estate_{project}_{env}'}}"
     )
@@ -73,6 +74,7 @@ class EngineSettings(_Strict):
     namespace: str = "default"
     task_queue: str = Field("estate", description="rollout workflows; runner pools use <task_queue>-pool-<pool>")
     tls: TemporalTlsSettings | None = None
+    heartbeat_timeout: Duration = Field(30, description="a runner silent this long is presumed dead; its run moves")
 
 
 class Settings(_Strict):

@@ -48,6 +48,7 @@ from estate.store.repository import Store
 log = logging.getLogger(__name__)
 
 DeploymentOutcome = Deployment  # what `run` returns: the final record
+STATE_LOCKED = "Error acquiring the state lock"
 EventListener = Callable[[int, TerraformEvent], None]
 
 
@@ -326,6 +327,10 @@ class _Run:
             self.recorder.error(reason)
             return self.move(DeploymentStatus.FAILED, reason)
         detail = collected.errors[0] if collected.errors else _stderr_summary(result.stderr)
+        if STATE_LOCKED in detail:
+            # Another run holds the state lock (the `pg` backend also serializes the first creation of every
+            # environment's state in one database): nothing was attempted, and it passes by itself.
+            return self.move(DeploymentStatus.ERRORED, f"{name}: the state is locked: {detail}", retryable=True)
         return self.move(DeploymentStatus.FAILED, f"{name} failed: {detail}")
 
 

@@ -116,11 +116,16 @@ class Workspace:
 
     def plan(self, sink: Sink, deadline: float, cancel: CancelToken, *, refresh_only: bool = False) -> ProcessResult:
         """`plan -json -detailed-exitcode -out=plan.bin`: exit 0 no changes, 2 changes, 1 error."""
-        args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={PLAN_FILE}"]
+        args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={PLAN_FILE}", *self._lock_timeout()]
         return self._run([*args, "-refresh-only"] if refresh_only else args, sink, deadline, cancel)
 
     def apply(self, sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult:
-        return self._run(["apply", "-json", "-input=false", "-auto-approve", PLAN_FILE], sink, deadline, cancel)
+        args = ["apply", "-json", "-input=false", "-auto-approve", *self._lock_timeout(), PLAN_FILE]
+        return self._run(args, sink, deadline, cancel)
+
+    def _lock_timeout(self) -> list[str]:
+        seconds = self.config.lock_timeout_seconds
+        return [f"-lock-timeout={seconds:g}s"] if seconds > 0 else []
 
     def _run(self, args: Sequence[str], sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult:
         sink(*_step(f"{self.toolchain.product} {' '.join(args)}"))

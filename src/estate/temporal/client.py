@@ -25,6 +25,7 @@ class TemporalSettings:
     namespace: str = "default"
     task_queue: str = "estate"
     tls: Mapping[str, str] | None = None  # ca_file, cert_file, key_file, server_name
+    heartbeat_timeout: float = 30.0  # a runner silent this long is presumed dead: its run is retried elsewhere
 
     @classmethod
     def build(cls, environ: Mapping[str, str], stored: Mapping[str, Any]) -> TemporalSettings:
@@ -38,6 +39,9 @@ class TemporalSettings:
             namespace=environ.get("ESTATE_ENGINE_NAMESPACE") or stored.get("namespace") or cls.namespace,
             task_queue=environ.get("ESTATE_ENGINE_TASK_QUEUE") or stored.get("task_queue") or cls.task_queue,
             tls={k: v for k, v in tls.items() if v} or None,
+            heartbeat_timeout=float(
+                environ.get("ESTATE_ENGINE_HEARTBEAT_TIMEOUT") or stored.get("heartbeat_timeout") or 30
+            ),
         )
 
     def tls_config(self) -> TLSConfig | bool:

@@ -56,14 +56,14 @@ class TemporalEngine:
         *,
         now: Callable[[], datetime],
         on_log: Callable[[str, str], None] = lambda rollout_id, line: None,
-        limits: c.Limits = c.Limits(),
+        limits: c.Limits | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.rollouts = RolloutStore(store)
         self.now = now
         self.on_log = on_log
-        self.limits = limits
+        self.limits = limits or c.Limits(heartbeat_seconds=settings.heartbeat_timeout)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: Client | None = None
