@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from estate.testing.temporal_server import TemporalDevServer
-from tests.e2e.test_gated_rollouts import Gated, the_seed_story
+from tests.e2e.test_gated_rollouts import Gated, gated, the_seed_story  # noqa: F401 - the `gated` fixture
 from tests.support.temporal import engine_environ
 
 pytestmark = pytest.mark.slow
