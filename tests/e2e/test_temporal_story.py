@@ -22,20 +22,23 @@ ESTATE = str(Path(sys.executable).with_name("estate"))
 
 
 @pytest.fixture
-def on_temporal(gated: Gated, temporal_server: TemporalDevServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gated]:
+def on_temporal(
+    request: pytest.FixtureRequest, temporal_server: TemporalDevServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Gated]:
+    world: Gated = request.getfixturevalue("gated")  # the local engine's world (imported above), on Temporal
     for name, value in engine_environ(temporal_server).items():
-        gated.sandbox.environ[name] = value
+        world.sandbox.environ[name] = value
         monkeypatch.setenv(name, value)
-    log_path = gated.sandbox.root / "worker.log"
+    log_path = world.sandbox.root / "worker.log"
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
             [ESTATE, "worker", "--rollouts", "--pool", "default", "--local-state"],
-            env=gated.sandbox.environ,
+            env=world.sandbox.environ,
             stdout=log,
             stderr=log,
         )
         try:
-            yield gated
+            yield world
         finally:
             worker.send_signal(signal.SIGTERM)
             code = worker.wait(60)
