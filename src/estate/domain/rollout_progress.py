@@ -49,6 +49,11 @@ Phase = RolloutPhase
 #: Rollout phases in which nothing is driven forward.
 FROZEN = frozenset({Phase.PENDING, Phase.PAUSED, Phase.COMPLETED, Phase.ABORTED})
 
+#: Rollout phases in which nothing moves until a human acts (an engine's work for them is done).
+WAITING = frozenset(
+    {Phase.PENDING, Phase.PAUSED, Phase.AWAITING_APPROVAL, Phase.AWAITING_PROMOTION, Phase.HALTED, Phase.FAILED}
+)
+
 _PHASE_OF_WAVE: Mapping[WavePhase, RolloutPhase] = MappingProxyType(
     {
         WavePhase.PENDING: Phase.RUNNING,

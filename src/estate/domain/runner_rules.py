@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from estate.domain.rules import Scope
+from estate.domain.rules import Scope, scope_of
 from estate.errors import InputError
 
 if TYPE_CHECKING:  # the estate model holds runner rules, so it cannot be imported here at run time
@@ -36,15 +36,7 @@ class RunnerRule:
 
     @property
     def scope(self) -> Scope:
-        if self.env is not None:
-            return Scope.ENV
-        if self.project is not None and self.env_type is not None:
-            return Scope.PROJECT_ENV_TYPE
-        if self.env_type is not None:
-            return Scope.ENV_TYPE
-        if self.project is not None:
-            return Scope.PROJECT
-        return Scope.GLOBAL
+        return scope_of(self.project, self.env_type, self.env)
 
     @property
     def specificity(self) -> tuple[Scope, int]:

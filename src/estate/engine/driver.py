@@ -21,6 +21,7 @@ from estate.domain.deployments import Deployment, DeploymentStatus
 from estate.domain.gate_eval import Sample, subjects
 from estate.domain.rollout import Decision, decide, decide_observations, outstanding
 from estate.domain.rollout_events import SubjectKind
+from estate.domain.rollout_progress import WAITING
 from estate.domain.rollout_state import RolloutPhase, RolloutState
 from estate.engine.config import EngineConfig
 from estate.errors import ConflictError, EstateError
@@ -28,18 +29,6 @@ from estate.runners.pool import LocalPool
 from estate.store.rollouts import LogEntry, RolloutSession
 
 log = logging.getLogger(__name__)
-
-#: Phases where nothing moves until a human acts.
-WAITING = frozenset(
-    {
-        RolloutPhase.PENDING,
-        RolloutPhase.PAUSED,
-        RolloutPhase.AWAITING_APPROVAL,
-        RolloutPhase.AWAITING_PROMOTION,
-        RolloutPhase.HALTED,
-        RolloutPhase.FAILED,
-    }
-)
 
 
 class LeaseHeld(ConflictError):

@@ -41,20 +41,10 @@ with workflow.unsafe.imports_passed_through():
     from estate.domain.deployments import DeploymentStatus
     from estate.domain.gate_eval import Sample, subjects
     from estate.domain.rollout import decide, decide_observations, outstanding
+    from estate.domain.rollout_progress import WAITING
     from estate.domain.rollout_state import RolloutPhase, RolloutState
     from estate.temporal import contract as c
 
-#: Phases in which nothing moves until a human acts.
-_WAITING = frozenset(
-    {
-        RolloutPhase.PENDING,
-        RolloutPhase.PAUSED,
-        RolloutPhase.AWAITING_APPROVAL,
-        RolloutPhase.AWAITING_PROMOTION,
-        RolloutPhase.HALTED,
-        RolloutPhase.FAILED,
-    }
-)
 _STORE_TIMEOUT = timedelta(minutes=2)
 # The store may be down for a while: keep trying (a rollout never gives up on its read model).
 _STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -322,7 +312,7 @@ class RolloutWorkflow:
         """Nothing will happen until a human acts (or the rollout is over), and the store shows it."""
         phase = self.state.phase
         quiet = not self._busy() and not self.timers and self.projected is self.state
-        return quiet and (phase in _WAITING or phase.is_terminal)
+        return quiet and (phase in WAITING or phase.is_terminal)
 
     def _over(self) -> bool:
         return (
