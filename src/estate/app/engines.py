@@ -62,7 +62,7 @@ class _Inbox:
         return outcome
 
     def _answer(self, rollout_id: str, command_id: int, *, follow: bool) -> str | None:
-        self._nudge(rollout_id, command_id, follow=follow)
+        self._nudge()
         deadline = self.now().timestamp() + OUTCOME_WAIT_SECONDS
         while True:
             outcome = self.rollouts.outcome(command_id)
@@ -70,8 +70,8 @@ class _Inbox:
                 return outcome
             self.sleep(0.05)
 
-    def _nudge(self, rollout_id: str, command_id: int, *, follow: bool) -> None:
-        raise NotImplementedError
+    def _nudge(self) -> None:
+        """Tell whoever drives the rollout that a command is queued (the engine of another process polls)."""
 
     def run_engine(self, rollouts: builtins.list[str] | None, *, once: bool) -> dict[str, str]:
         host = EngineHost(self.engine)
@@ -105,9 +105,6 @@ class EmbeddedEngine(_Inbox):
             return self.rollouts.outcome(command_id)
         return super()._answer(rollout_id, command_id, follow=follow)
 
-    def _nudge(self, rollout_id: str, command_id: int, *, follow: bool) -> None:
-        pass  # another engine drives it: wait for its answer
-
     def drive(self, rollout_id: str) -> None:
         EngineHost(self.engine).drive(rollout_id)
 
@@ -124,7 +121,7 @@ class HostedEngine(_Inbox):
     def submitted(self, rollout_id: str, *, follow: bool) -> None:
         self.host.poke()
 
-    def _nudge(self, rollout_id: str, command_id: int, *, follow: bool) -> None:
+    def _nudge(self) -> None:
         self.host.poke()
 
     def drive(self, rollout_id: str) -> None:
