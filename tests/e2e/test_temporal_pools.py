@@ -6,6 +6,7 @@ no worker shows its environment waiting for a runner, never failed; SIGTERM stop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,7 +33,8 @@ REGIONS = {"eu-1": "eu", "eu-2": "eu", "eu-3": "eu", "eu-4": "eu", "us-1": "us",
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and everything it started (Terraform runs in sessions of its own)."""
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # it may have ended on its own meanwhile
+        os.kill(pid, signal.SIGKILL)
     for child in children:
         kill_tree(int(child))
 
@@ -113,19 +115,19 @@ def until(condition: Callable[[], bool], timeout: float = 180) -> None:
 def test_pools_a_killed_worker_and_a_pool_without_workers(estate: Estate, fresh_postgres_url: str) -> None:
     url = fresh_postgres_url
     estate.worker("--rollouts")
-    doomed = estate.worker("--pool", "eu")
-    estate.worker("--pool", "eu")
+    eu = [estate.worker("--pool", "eu"), estate.worker("--pool", "eu")]
     estate.worker("--pool", "us")
     rollout = estate.run("rollout", "start", "postgres", "2.0.0", "--plan", "regions", "--no-preflight", "--detach")[
         "id"
     ]
 
-    # An eu deployment is applying on the doomed worker: the node dies, Terraform with it.
-    def applying_on_doomed() -> bool:
-        holders = rows(url, "select holder from deployments where status = 'applying'")
-        return any(h and h.endswith(f":{doomed.pid}") for (h,) in holders)
+    # An eu deployment is applying on one of the eu workers: that node dies, Terraform with it.
+    def applying() -> list[subprocess.Popen[bytes]]:
+        holders = {h for (h,) in rows(url, "select holder from deployments where status = 'applying'") if h}
+        return [w for w in eu if any(h.endswith(f":{w.pid}") for h in holders)]
 
-    until(applying_on_doomed)
+    until(lambda: bool(applying()))
+    doomed = applying()[0]
     kill_tree(doomed.pid)
     doomed.wait()
 

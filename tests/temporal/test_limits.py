@@ -70,7 +70,7 @@ def estate(n: int) -> dict[str, object]:
             {
                 "id": "big",
                 "waves": [
-                    {"name": t, "select": {"env_type": t}, "max_parallel": 2_000, "auto_promote": True}
+                    {"name": t, "select": {"env_type": t}, "max_parallel": 1_000, "auto_promote": True}
                     for t in ("ephemeral", "production")
                 ],
             }

@@ -44,6 +44,7 @@ from estate.temporal.workflow import RolloutWorkflow
 T = TypeVar("T")
 ANSWER_SECONDS = 30.0  # how long a command waits for a worker to take it
 POLL_SECONDS = 0.2
+TURN_TIMEOUT = timedelta(seconds=60)  # one workflow task (a turn) of the largest rollout; Temporal's default is 10 s
 
 
 class TemporalEngine:
@@ -132,6 +133,7 @@ class TemporalEngine:
                 id=c.workflow_id(self.settings.task_queue, rollout_id),
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                task_timeout=TURN_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             return False

@@ -78,6 +78,11 @@ def _workers(client: Client, settings: TemporalSettings, workers: WorkerSet) -> 
                 activity_executor=ThreadPoolExecutor(8, thread_name_prefix="estate-rollout"),
                 workflow_runner=sandbox(),
                 graceful_shutdown_timeout=workers.grace,
+                # A turn of a large rollout computes for seconds (entering a wave of thousands of environments,
+                # continuing as new with their state): the SDK's 2-second deadlock detector would fail such a
+                # workflow task forever. `debug_mode` is the SDK's only switch for it (it also allows
+                # breakpoint() in workflow code); the workflow task timeout set at start still bounds a turn.
+                debug_mode=True,
             )
         )
     for pool, runner in workers.pools.items():
