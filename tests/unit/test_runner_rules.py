@@ -14,8 +14,7 @@ from estate.config import load_estate
 from estate.domain.model import Environment
 from estate.domain.rules import Scope
 from estate.domain.runner_rules import DEFAULT_POOL, RunnerRule, RunnerRuleTie, find_ties, resolve_pool, winners
-from estate.errors import ConfigError
-from tests.unit.test_config_errors import BASE
+from tests.unit.test_config_errors import BASE, _problems
 
 PROJECTS = ["checkout", "payments"]
 ENVS = ["eph-1", "dev", "prod"]
@@ -96,14 +95,6 @@ runner_rules:
 """
 
 
-def _load(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / "estate.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_estate(path)
-    return [str(p) for p in info.value.problems]
-
-
 def test_runner_rules_load_into_the_estate(tmp_path: Path) -> None:
     text = BASE.replace("{id: eph-1, type: ephemeral}", "{id: eph-1, type: ephemeral, labels: {region: eu}}")
     (tmp_path / "estate.yaml").write_text(text + RULES)
@@ -116,7 +107,7 @@ def test_a_tie_on_a_declared_environment_is_a_validation_error_with_its_line(tmp
     text = BASE.replace(
         "{id: eph-1, type: ephemeral}", "{id: eph-1, type: ephemeral, labels: {region: eu, tier: gold}}"
     )
-    assert _load(tmp_path, text + RULES) == [
+    assert _problems(tmp_path, text + RULES) == [
         f"{tmp_path / 'estate.yaml'}:20:5: runner_rules[1]: ties with runner_rules[0] (labels region=eu -> eu): "
         "both match checkout/eph-1; the most specific runner rule must be unique"
     ]
@@ -124,10 +115,10 @@ def test_a_tie_on_a_declared_environment_is_a_validation_error_with_its_line(tmp
 
 def test_runner_rules_name_known_things_only(tmp_path: Path) -> None:
     where = f"{tmp_path / 'estate.yaml'}"
-    (bad_pool,) = _load(tmp_path, BASE + "runner_rules:\n  - {pool: EU!}\n")
+    (bad_pool,) = _problems(tmp_path, BASE + "runner_rules:\n  - {pool: EU!}\n")
     assert bad_pool.startswith(f"{where}:19:12: runner_rules[0].pool: String should match pattern")
     bad = "runner_rules:\n  - {pool: eu, project: nope, env_type: staging}\n  - {pool: x, env: prod}\n"
-    problems = _load(tmp_path, BASE + bad)
+    problems = _problems(tmp_path, BASE + bad)
     assert f"{where}:19:25: runner_rules[0].project: unknown project 'nope'" in problems
     assert f"{where}:19:41: runner_rules[0].env_type: unknown env type 'staging'" in problems
     assert any(p.startswith(f"{where}:20:") and "must also name its project" in p for p in problems)
