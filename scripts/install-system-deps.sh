@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and the demo use for real: PostgreSQL (store and `pg` backend
-# tests), Prometheus (health gates) and git (git:: module sources). Fast when they are already there.
+# tests), Prometheus (health gates), Alertmanager (stop-the-line webhook) and git (git:: module sources).
+# Fast when they are already there.
 set -euo pipefail
 
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

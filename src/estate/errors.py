@@ -11,6 +11,9 @@
     │       ├── TransitionRefused   a deployment status change its table forbids (estate.domain.deployments)
     │       ├── EnvironmentBusy     another deployment holds the environment (estate.runners.locks)
     │       └── LeaseHeld           another engine drives the rollout (estate.engine.lease)
+    ├── Unauthenticated         no credential, or a bad, expired or revoked one (HTTP 401)
+    │   └── Throttled           too many failed attempts from one address; try again later (HTTP 429)
+    ├── Forbidden               an authenticated subject without the role and scope needed (HTTP 403)
     ├── ComponentError          an external component failed (binary missing, database, Prometheus)
     └── OperationFailed         the operation ran and did not succeed (a failed apply, a drift check)
         └── Refused             the rollout state machine (or four-eyes) refused a command; nothing changed
@@ -83,6 +86,22 @@ class NotFoundError(InputError):
 
 class ConflictError(InputError):
     """The request contradicts what is stored (immutable version, module owned by another rollout)."""
+
+
+class Unauthenticated(EstateError):
+    """The request carries no credential, or one that is malformed, expired, revoked or wrongly signed."""
+
+
+class Throttled(Unauthenticated):
+    """Too many failed authentications from one address in a short time; `retry_after` seconds to wait."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, hint=f"wait {retry_after} s, and check the token you present")
+        self.retry_after = retry_after
+
+
+class Forbidden(EstateError):
+    """The subject is known but holds no role allowing this where it would act; the message names what was needed."""
 
 
 class ComponentError(EstateError):

@@ -43,7 +43,7 @@ class Settings:
             tf_binary=environ.get("ESTATE_TF_BINARY") or None,
             prometheus_url=environ.get("ESTATE_PROMETHEUS_URL") or None,
             secret_key=environ.get("ESTATE_SECRET_KEY") or None,
-            actor=environ.get("ESTATE_ACTOR") or os_account(),
+            actor=environ.get("ESTATE_ACTOR") or f"local:{os_account()}",
             lease_ttl=timedelta(seconds=float(environ.get("ESTATE_LEASE_TTL") or 30)),
             runner_env={k: v for k, v in environ.items() if _passed_to_runner(k)},
             environ=dict(environ),

@@ -25,6 +25,7 @@ def test_env_list_filters_and_json_shape(cli: Cli) -> None:
         "type": "ephemeral",
         "owner": "team-atlas",
         "labels": {"region": "eu"},
+        "flagged": [],
     }
     prod_eu = cli("env", "list", "--type", "production", "--label", "region=eu", "-o", "json").json
     assert [e["ref"] for e in prod_eu] == ["checkout/prod-eu", "payments/prod-eu"]
@@ -52,6 +53,8 @@ def test_module_usage_groups_by_version_type_and_owner(cli: Cli) -> None:
         "resource": "db",
         "version": "1.0.0",
         "rule_scope": "global",
+        "lifecycle": "published",
+        "lifecycle_reason": "",
     }
     text = cli("module", "usage", "postgres")
     assert "by owner: team-atlas 6, team-borealis 5, team-cosmos 5" in text.out

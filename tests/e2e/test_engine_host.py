@@ -61,7 +61,8 @@ def shell(sandbox: Sandbox) -> Sandbox:
 
 
 def test_an_environment_busy_with_a_hand_run_deploy_is_errored_and_retried_not_rolled_back(shell: Sandbox) -> None:
-    doc = estate_doc({"e1": "ephemeral", "e2": "ephemeral"}, params={"apply_delay_seconds": 4})
+    # The hand-run deploy holds e1 long enough for `rollout start` to come up and find it busy on a loaded machine.
+    doc = estate_doc({"e1": "ephemeral", "e2": "ephemeral"}, params={"apply_delay_seconds": 8})
     doc["rollout_plans"] = [
         {
             "id": "strict",

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,11 +29,8 @@ from typing import Any
 
 import pytest
 
-from estate.app import bootstrap
-from estate.errors import NotFoundError
-from estate.testing.services import DemoExporter, PrometheusServer
-from tests.support.cli import Cli, CliResult
-from tests.support.terraform import Sandbox, estate_doc, wait_for
+from tests.e2e.gating import Gated, watching
+from tests.support.terraform import Sandbox, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -58,72 +55,6 @@ def wave(name: str, env_type: str, gates: list[dict[str, Any]] | None = None, **
     return {"name": name, "select": {"env_type": env_type}, "max_parallel": 5, "gates": gates or [], **extra}
 
 
-@dataclass
-class Gated:
-    """One test's world: a sandboxed Estate (real Terraform) pointed at the real Prometheus."""
-
-    cli: Cli
-    sandbox: Sandbox
-    prometheus: PrometheusServer
-    exporter: DemoExporter
-
-    def apply(self, envs: dict[str, str], *plans: dict[str, Any], **doc: Any) -> None:
-        estate = estate_doc(envs)
-        estate["settings"].update(doc.pop("settings", {}))
-        estate["rollout_plans"] = list(plans)
-        estate.update(doc)
-        self.sandbox.apply(estate)
-
-    def run(self, *args: str, code: int = 0) -> CliResult:
-        result = self.cli(*args)
-        assert result.code == code, f"estate {' '.join(args)} exited {result.code}:\n{result.out}\n{result.err}"
-        return result
-
-    def json(self, *args: str, code: int = 0) -> Any:
-        return self.run(*args, "-o", "json", code=code).json
-
-    def status(self, rollout: str) -> dict[str, Any]:
-        view: dict[str, Any] = self.json("rollout", "status", rollout)
-        return view
-
-    def usage(self) -> dict[str, str]:
-        """`estate module usage postgres`: the version each environment is meant to be on."""
-        return {e["env"]: e["version"] for e in self.json("module", "usage", "postgres")["environments"]}
-
-    def deployed(self, env: str) -> str:
-        """The version Terraform last wrote for shop/<env> (the file the exporter reads)."""
-        version: str = self.sandbox.status("shop", env)["version"]
-        return version
-
-    def deploy_all(self, *envs: str) -> None:
-        """Deploy the rule's version (1.0.0) and wait until Prometheus has scraped every one of them."""
-        self.json("deploy", *(f"shop/{e}" for e in envs))
-        for env in envs:
-            self.prometheus.wait_for_metric("pg_errors_ratio", project="shop", env=env, version="1.0.0")
-
-
-@pytest.fixture
-def gated(
-    cli: Cli,
-    sandbox: Sandbox,
-    prometheus: PrometheusServer,
-    demo_exporter: DemoExporter,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Gated:
-    # A fresh Prometheus (first test of the session, or restarted after a test stopped it) scrapes
-    # for the first time ~5 s after it is ready: until then every query has no data.
-    prometheus.wait_until(f'up{{instance="{demo_exporter.target}"}} == 1', bool)
-    # `cli` and `sandbox` both set ESTATE_HOME; the sandbox's (with real Terraform) is the one in use.
-    sandbox.environ["ESTATE_PROMETHEUS_URL"] = prometheus.url
-    sandbox.environ["PATH"] = f"{Path(sys.executable).parent}:{sandbox.environ['PATH']}"
-    for name, value in sandbox.environ.items():
-        monkeypatch.setenv(name, value)
-    status = sandbox.home / "demo" / "status"
-    status.parent.mkdir(parents=True)
-    status.symlink_to(demo_exporter.status_dir, target_is_directory=True)
-    return Gated(cli, sandbox, prometheus, demo_exporter)
-
-
 def gate_values(gate: dict[str, Any]) -> dict[str, list[float]]:
     """Every value each subject's samples observed."""
     return {s["subject"]: [v for sample in s["samples"] for v in sample["values"]] for s in gate["details"]["subjects"]}
@@ -135,25 +66,6 @@ def verdicts(gate: dict[str, Any]) -> dict[str, str]:
 
 def env_versions(wave_view: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {e["env"]: (e["status"], e["version"]) for e in wave_view["envs"]}
-
-
-@contextlib.contextmanager
-def watching(sandbox: Sandbox) -> Iterator[Callable[[str], dict[str, Any]]]:
-    """`wave1(rollout)`: wave 1 as `estate rollout status` shows it ({} before the rollout exists), read
-    on a store of its own, so a thread can watch while the CLI (or an engine process) drives."""
-    app = bootstrap(sandbox.environ)
-
-    def wave1(rollout: str) -> dict[str, Any]:
-        try:
-            found: dict[str, Any] = app.rollouts.status(rollout).waves[0].model_dump()
-        except NotFoundError:
-            return {}
-        return found
-
-    try:
-        yield wave1
-    finally:
-        app.close()
 
 
 # -- 1. the story -----------------------------------------------------------------------------------

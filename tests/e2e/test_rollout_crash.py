@@ -85,7 +85,8 @@ def _run_until(sandbox: Sandbox, args: list[str], condition: Callable[[], bool],
 
 def test_sigkill_anywhere_and_the_rollout_still_completes_exactly_once(sandbox: Sandbox) -> None:
     sandbox.environ["PATH"] = f"{Path(sys.executable).parent}:{sandbox.environ['PATH']}"
-    doc = estate_doc(ENVS)
+    # Each apply takes 2 s so the poll below sees it running even on a loaded machine.
+    doc = estate_doc(ENVS, params={"apply_delay_seconds": 2})
     doc["rollout_plans"] = [PLAN]
     sandbox.apply(doc)
     db = sandbox.home / "estate.db"

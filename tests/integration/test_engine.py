@@ -4,7 +4,7 @@ runner: the story, refusals, errored deployments, leases, resume, and one host d
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,15 +15,15 @@ from estate.app import App, Caller, Wiring, bootstrap
 from estate.app.audit import AuditFilter
 from estate.app.views.rollouts import EnvQuery
 from estate.config import load_estate
-from estate.domain.gate_eval import Sample
+from estate.domain.gate_eval import Sample, SamplingRound
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Module, ModuleVersion, Resource
-from estate.domain.plans import BakeGate, PrometheusGate
+from estate.domain.plans import BakeGate, CompareGate
 from estate.domain.rules import ModuleRule
 from estate.domain.usage import module_usage
 from estate.engine.driver import RolloutDriver
 from estate.engine.host import EngineHost
-from estate.errors import ConflictError, InputError, NotFoundError, OperationFailed, Refused
+from estate.errors import ComponentError, ConflictError, InputError, NotFoundError, Refused
 from estate.store import Store
 from estate.store.deployments import DeploymentRepository
 from estate.store.holders import heartbeat
@@ -70,10 +70,19 @@ ALEX, BOB = Caller("alex"), Caller("bob")
 class PassingSampler:
     """Every sample sits inside its gate's bounds (the real sampler is tested against a real Prometheus)."""
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+    def sample(self, round: SamplingRound) -> list[Sample]:
+        gate = round.gate
+        landed = True if gate.landed else None
+        if isinstance(gate, CompareGate):  # both cohorts alike: not worse
+            cohorts = ((round.envs, False), (round.baseline, True))
+            return [
+                Sample(str(e.ref), round.round, "q", (0.001,), landed=landed, baseline=b)
+                for envs, b in cohorts
+                for e in envs
+            ]
         value = gate.max if gate.max is not None else (gate.min or 0.0)
-        subjects = [f"wave/{wave_name}"] if gate.scope == "wave" else [str(e.ref) for e in envs]
-        return [Sample.of(s, round, "q", value) for s in subjects]
+        subjects = [f"wave/{round.wave_name}"] if gate.scope == "wave" else [str(e.ref) for e in round.envs]
+        return [Sample(s, round.round, "q", (value,), landed=landed) for s in subjects]
 
 
 @dataclass
@@ -161,7 +170,7 @@ def test_a_second_engine_cannot_drive_a_leased_rollout(store: Store, engine: Eng
     session = RolloutSession(store, rollout)
     assert session.acquire("other-host:1", engine.clock(), timedelta(seconds=600)) is None
     heartbeat(store, "other-host:1", engine.clock(), timedelta(seconds=600))  # a live engine on another machine
-    with pytest.raises(OperationFailed, match="has not taken it yet"):  # queued for the engine holding the lease
+    with pytest.raises(ComponentError, match="has not taken it yet"):  # queued for the engine holding the lease
         rollouts.pause(ALEX, rollout)
     assert engine.runner.runs == []
     session.release("other-host:1")
@@ -309,3 +318,21 @@ def test_status_lists_a_page_of_environments_by_wave_and_state_with_counts(engin
     assert [w.number for w in prod.waves if w.envs] == [4] and prod.next_cursor == "checkout/prod-us"
     summary = rollouts.status(rollout, query=EnvQuery(summary=True))
     assert not any(w.envs for w in summary.waves) and summary.waves[0].counts == whole.waves[0].counts
+
+
+def test_a_held_wave_hands_back_to_the_cli_and_a_lifted_freeze_leaves_no_timer_behind(
+    store: Store, engine: Engine
+) -> None:
+    rollouts, freezes = engine.app.rollouts, engine.app.freezes
+    freezes.freeze(ALEX, reason="incident 4711", env_type="ephemeral", until=engine.clock() + timedelta(hours=2))
+    rollout = rollouts.start(ALEX, "postgres", "2.0.1", "standard", preflight=False).id
+    held = rollouts.status(rollout)
+    assert held.phase == "running" and "incident 4711" in held.waves[0].hold
+    assert held.waiting_for is not None and held.waiting_for.startswith("wave 1 to be released (by itself at")
+    assert engine.clock.slept < 60, "the embedded command returned instead of waiting out the freeze"
+    assert not engine.runner.runs
+    freezes.unfreeze(ALEX, env_type="ephemeral")
+    before = engine.clock.slept
+    assert rollouts.resume(ALEX, rollout).phase == "awaiting_promotion", "any command drives it on, embedded"
+    assert engine.clock.slept - before < 60, "the lifted freeze's timer did not keep the engine busy"
+    assert len(engine.runner.runs) == 5

@@ -46,7 +46,9 @@ def _free_port() -> int:
 
 
 def _as_postgres(*argv: str) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
+    # a test's sandbox may have narrowed PATH to the /bin directories: runuser lives in /usr/sbin
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    return [runuser, "-u", "postgres", "--", *argv] if os.geteuid() == 0 else list(argv)
 
 
 @dataclass
@@ -65,7 +67,8 @@ class PostgresServer:
         return self.url(name)
 
 
-def _start(root: Path) -> PostgresServer:
+def start_postgres(root: Path) -> PostgresServer:
+    """Start a throwaway cluster under `root` (benchmarks use it too); stop it with `stop_postgres`."""
     data = root / "data"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
@@ -93,19 +96,23 @@ def postgres_server() -> Iterator[PostgresServer]:
     root = Path(tempfile.mkdtemp(prefix="estate-pg-"))
     os.chmod(root, 0o755)
     try:
-        server = _start(root)
+        server = start_postgres(root)
     except subprocess.CalledProcessError as exc:
         log = (root / "log").read_text() if (root / "log").exists() else ""
         raise RuntimeError(f"PostgreSQL did not start: {exc.stderr}\n{log}") from exc
     try:
         yield server
     finally:
-        subprocess.run(
-            _as_postgres(_pg_bin("pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"),
-            check=False,
-            capture_output=True,
-        )
+        stop_postgres(server)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_postgres(server: PostgresServer) -> None:
+    subprocess.run(
+        _as_postgres(_pg_bin("pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"),
+        check=False,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ Fixtures:
     prometheus_binary   the path of the Prometheus server binary; FAILS (never skips) when missing
     demo_exporter       examples/exporter/estate_demo_exporter.py on a free port, nothing deployed
     prometheus          a Prometheus scraping `demo_exporter` every second, no demo series left
-    start_prometheus    factory: a private Prometheus scraping given targets every second
+    start_prometheus    factory: a private Prometheus scraping given targets every second (alert rules optional)
 
 The exporter and the `prometheus` server are shared by the session (a fresh Prometheus needs ~5 s
 before its first scrape); each test gets them reset. `prometheus.stop()` is fine: the next test
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -84,14 +84,21 @@ def prometheus(_shared_prometheus: PrometheusServer, demo_exporter: DemoExporter
 
 
 @pytest.fixture
-def start_prometheus(prometheus_binary: str, tmp_path: Path) -> Iterator[Callable[[Sequence[str]], PrometheusServer]]:
-    """Factory for a private Prometheus scraping the given targets; stopped at teardown."""
+def start_prometheus(prometheus_binary: str, tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    """Factory for a private Prometheus scraping the given targets (and, with a bearer token each, `bearer`),
+    evaluating `rules` and sending alerts to `alertmanagers`; stopped at teardown."""
     started: list[PrometheusServer] = []
 
-    def start(targets: Sequence[str]) -> PrometheusServer:
+    def start(
+        targets: Sequence[str],
+        bearer: Mapping[str, str] | None = None,
+        *,
+        rules: str = "",
+        alertmanagers: Sequence[str] = (),
+    ) -> PrometheusServer:
         workdir = tmp_path / f"prometheus-{len(started)}"
         workdir.mkdir()
-        server = PrometheusServer(prometheus_binary, workdir, targets)
+        server = PrometheusServer(prometheus_binary, workdir, targets, dict(bearer or {}), rules, alertmanagers)
         started.append(server)
         return server.start()
 

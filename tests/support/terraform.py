@@ -79,6 +79,13 @@ def estate_doc(
             }
         ],
         "module_rules": rules or [{"resource_type": "postgres", "module": "postgres", "version": "1.0.0"}],
+        "access": [  # the story's people (used when a server checks tokens; the embedded CLI is trusted)
+            {"role": "admin", "subjects": ["root"]},
+            {"role": "operator", "subjects": ["alex", "group:team"]},
+            {"role": "deployer", "subjects": ["group:team"]},
+            {"role": "approver", "subjects": ["alex", "bob", "carol"]},
+            {"role": "viewer", "subjects": ["vera"]},
+        ],
         "projects": [
             {
                 "id": "shop",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from estate.config import load_estate
+from estate.config import SourceFile, load_estate, load_sources
 from estate.errors import ConfigError
 from tests.support.cli import EXAMPLE_ESTATE, Cli
 
@@ -155,3 +155,43 @@ def test_cli_json_errors_are_structured(cli: Cli, tmp_path: Path) -> None:
         "path": "projects[0].environments[1].type",
         "message": "unknown env type 'prod'",
     }
+
+
+def test_access_bindings_with_an_unknown_role_a_bad_subject_or_an_unknown_scope_name_their_place(
+    tmp_path: Path,
+) -> None:
+    where = tmp_path / "estate.yaml"
+    text = BASE + (
+        "access:\n"
+        "  - {role: approver, subjects: [bob], scope: {env_types: [production]}}\n"
+        "  - {role: superuser, subjects: [alex]}\n"
+        "  - {role: operator, subjects: ['bad subject']}\n"
+    )
+    problems = _problems(tmp_path, text)
+    assert problems[0].startswith(f"{where}:20:12: access[1].role: Input should be 'viewer', 'deployer'")
+    assert problems[1].startswith(f"{where}:21:33: access[2].subjects[0]: String should match pattern")
+    scoped = BASE + "access:\n  - {role: deployer, subjects: [carol], scope: {projects: [nope], env_types: [prod]}}\n"
+    assert _problems(tmp_path, scoped) == [
+        f"{where}:19:60: access[0].scope.projects[0]: unknown project 'nope'",
+        f"{where}:19:79: access[0].scope.env_types[0]: unknown env type 'prod'",
+    ]
+
+
+def test_access_bindings_and_the_roles_shorthand_become_bindings(tmp_path: Path) -> None:
+    text = BASE + (
+        "access:\n"
+        "  - {role: approver, subjects: [bob, 'group:sre'], scope: {env_types: [production]}}\n"
+        "roles:\n"
+        "  operator: [alex]\n"
+    )
+    (tmp_path / "estate.yaml").write_text(text)
+    bindings = load_estate(tmp_path / "estate.yaml").estate.access
+    assert [(str(b.role), b.subjects, str(b.scope)) for b in bindings] == [
+        ("approver", ("bob", "group:sre"), "env types production"),
+        ("operator", ("alex",), "everywhere"),
+    ]
+
+
+def test_characters_yaml_does_not_allow_are_a_problem_not_a_crash() -> None:
+    with pytest.raises(ConfigError, match=r"estate.yaml: YAML error: .*characters are not allowed"):
+        load_sources([SourceFile("estate.yaml", "a: \x08")])

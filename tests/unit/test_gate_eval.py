@@ -17,16 +17,18 @@ from estate.domain.gate_eval import (
     Judgement,
     Sample,
     SampleStatus,
+    SamplingRound,
     TemplateError,
     Verdict,
     check_template,
     evaluate,
+    more_rounds,
     plan_queries,
     render_query,
 )
 from estate.domain.links import grafana_explore_url, prometheus_graph_url
 from estate.domain.model import Environment
-from estate.domain.plans import GateScope, NoData, PrometheusGate
+from estate.domain.plans import CompareGate, GateScope, NoData, PrometheusGate
 
 EU = Environment("checkout", "eph-1", "ephemeral", {"region": "eu"})
 US = Environment("payments", "eph-1", "ephemeral", {"region": "us"})
@@ -131,12 +133,12 @@ def test_no_label_value_can_break_out_of_its_string(value: str, quote: str) -> N
 
 def test_plan_queries_one_per_env_or_one_per_wave_and_template_errors_become_data() -> None:
     gate = PrometheusGate('x{r="{{ env.labels.region }}"}', max=1)
-    planned = plan_queries(gate, "ephemeral", WAVE)
+    planned = plan_queries(SamplingRound(gate, "ephemeral", 0, WAVE))
     assert [p.subject for p in planned] == ["checkout/eph-1", "payments/eph-1", "search/eph-2"]
     assert planned[0].query == 'x{r="eu"}' and planned[0].error is None
     assert planned[2].error is not None and "no label 'region'" in planned[2].error
     wave_gate = PrometheusGate('max(x{env=~"{{ wave.envs_regex }}"})', max=1, scope=GateScope.WAVE)
-    (only,) = plan_queries(wave_gate, "ephemeral", WAVE)
+    (only,) = plan_queries(SamplingRound(wave_gate, "ephemeral", 0, WAVE))
     assert only.subject == "wave/ephemeral" and only.query == 'max(x{env=~"eph-1|eph-2"})'
 
 
@@ -342,3 +344,55 @@ def test_any_query_survives_the_links_url_encoding(query: str) -> None:
 def test_links_refuse_naive_times() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         prometheus_graph_url("http://p", "up", START.replace(tzinfo=None), END)
+
+
+# --- landed checks and windows -----------------------------------------------------------------------
+
+
+def test_window_and_rollout_placeholders() -> None:
+    query = render(
+        'max_over_time(x{env="{{ env.id }}", v="{{ rollout.version }}"}[{{ window }}])',
+        version="2.0.1",
+        window_seconds=42,
+    )
+    assert query == 'max_over_time(x{env="eph-1", v="2.0.1"}[42s])'
+    assert render("x[{{ window }}]", window_seconds=0) == "x[1s]", "a range is never empty"
+    with pytest.raises(TemplateError, match="is a duration"):
+        check_template('x{w="{{ window }}"}')
+    with pytest.raises(TemplateError, match="has no value"):
+        render("x[{{ window }}]")
+    with pytest.raises(TemplateError, match="outside a string"):
+        check_template("x{v={{ rollout.version }}}")
+
+
+def test_a_round_plans_each_environments_landed_query_with_its_own_window_and_never_the_baselines() -> None:
+    gate = PrometheusGate(
+        'max_over_time(x{env="{{ env.id }}"}[{{ window }}])', max=1, landed='up{v="{{ rollout.version }}"}'
+    )
+    round_ = SamplingRound(gate, "ephemeral", 0, [EU, US], version="2.0.1", windows={EU.ref: 30, US.ref: 5})
+    planned = plan_queries(round_)
+    assert [(p.query, p.landed) for p in planned] == [
+        ('max_over_time(x{env="eph-1"}[30s])', 'up{v="2.0.1"}'),
+        ('max_over_time(x{env="eph-1"}[5s])', 'up{v="2.0.1"}'),
+    ]
+    compare = CompareGate('x{env="{{ env.id }}"}[{{ window }}]', landed='up{v="{{ rollout.version }}"}')
+    with_baseline = plan_queries(replace(round_, gate=compare, baseline=[OTHER]))
+    assert [(p.subject, p.baseline, p.landed is None) for p in with_baseline] == [
+        ("checkout/eph-1", False, False),
+        ("payments/eph-1", False, False),
+        ("search/eph-2", True, True),
+    ]
+    assert with_baseline[2].query == 'x{env="eph-2"}[5s]', "the baseline shares the wave's window"
+
+
+def test_samples_before_landing_do_not_count_and_more_rounds_are_taken_for_them() -> None:
+    gate = PrometheusGate("q", max=0.05, count=2, interval_seconds=10, landed="v", landed_timeout_seconds=30)
+    early = [Sample("a/x", 0, "q", (0.001,), landed=False), Sample("a/x", 1, "q", (0.001,), landed=True)]
+    assert more_rounds(gate, 2, early, ["a/x"]), "one counted sample of two"
+    assert not more_rounds(gate, 5, early, ["a/x"]), "landed_timeout spent: count + 30s / 10s rounds"
+    judged = evaluate(gate, early, ["a/x"])
+    assert judged.verdict is Verdict.INCONCLUSIVE and "only 1 of 2 samples counted" in judged.reason
+    assert judged.subjects[0].samples[0].status is SampleStatus.NOT_LANDED
+    full = evaluate(gate, [*early, Sample("a/x", 2, "q", (0.001,), landed=True)], ["a/x"])
+    assert full.verdict is Verdict.PASSED and "0.001 (not landed)" in full.reason
+    assert not more_rounds(replace(gate, landed=None), 2, early, ["a/x"])

@@ -948,3 +948,18 @@ def test_a_batch_of_results_decides_like_one_result_at_a_time(
     assert touched <= {str(e.env) for e in one.state.envs if e.attempts}
     for env in batched_state.envs:
         assert env.version == ("2.0.0" if env.status is EnvStatus.SUCCEEDED else "1.0.0"), env
+
+
+def test_four_eyes_excludes_whoever_chose_what_is_deployed_the_starter_and_the_retargeter() -> None:
+    plan = RolloutPlan("p", (wave("production", gates=(ApprovalGate("approver", four_eyes=True),)),))
+    sim = Sim(rollout(plan, [["a/prod"]], {"a/prod": "1.0.0"}))
+    sim.ok(Start("alex"))
+    sim.ok(Retarget("bob", "2.0.1"))
+    refused = sim.send(Approve("bob", roles=APPROVER)).refused
+    assert refused == (
+        "four-eyes: wave 1 must be approved by someone other than bob, who last retargeted it (to 2.0.1): "
+        "whoever chose what is deployed cannot approve it"
+    )
+    assert "who started the rollout" in (sim.send(Approve("alex", roles=APPROVER)).refused or "")
+    sim.ok(Approve("carol", roles=APPROVER))
+    assert [str(a.env) for a in sim.deployments.values()] == ["a/prod"]

@@ -90,8 +90,9 @@ def test_a_delta_applied_to_the_state_it_came_from_gives_the_new_state(finishing
         if env.key is not None:
             status = DeploymentStatus.FAILED if fail else DeploymentStatus.SUCCEEDED
             events.append(ev.DeploymentFinished(env.key, env.env, str(i), status, "x"))
-    after = decide_observations(before, events, T0 + timedelta(seconds=1)).state
-    change = c.delta(before, after)
+    decision = decide_observations(before, events, T0 + timedelta(seconds=1))
+    after = decision.state
+    change = c.delta(before, after, decision.touched)
     assert c.apply_delta(before, change) == after
     assert len(change.envs) <= len(events) + 2  # only what changed travels (plus the envs that started)
     assert all(w.envs == () for w in change.waves)

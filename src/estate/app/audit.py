@@ -11,7 +11,7 @@ from typing import Any
 
 from estate.app.caller import Caller
 from estate.app.views.audit import AuditEntryView
-from estate.errors import EstateError, InputError, Refused
+from estate.errors import EstateError, Forbidden, InputError, Refused, Unauthenticated
 from estate.store import Store
 from estate.store import audit as entries
 from estate.store.audit import AuditEntry, AuditFilter
@@ -40,19 +40,31 @@ class AuditTrail:
     def attempt(
         self, caller: Caller, action: str, target: str, details: Mapping[str, Any] | None = None
     ) -> Iterator[Attempt]:
-        """Record one entry when the block ends: `ok` (or what the block set), `refused` for bad input or a
-        command the state machine refused, `failed` for any other error (which is re-raised)."""
+        """Record one entry when the block ends: `ok` (or what the block set), `denied` when the caller lacked the
+        role, `refused` for bad input or a command the state machine refused, `failed` for any other error (which
+        is re-raised)."""
         attempt = Attempt(target, dict(details or {}))
         try:
             yield attempt
         except EstateError as exc:
-            attempt.outcome = "refused" if isinstance(exc, InputError | Refused) else "failed"
+            attempt.outcome = _outcome(exc)
             attempt.reason = exc.message
             self.record(caller, action, attempt)
             raise
         self.record(caller, action, attempt)
 
+    @contextmanager
+    def refusals(self, caller: Caller, action: str, target: str) -> Iterator[None]:
+        """Record an entry only if the block refuses (a check made before the work itself, e.g. before a job
+        is queued: the work records its own entry when it runs)."""
+        try:
+            yield
+        except EstateError as exc:
+            self.record(caller, action, Attempt(target, outcome=_outcome(exc), reason=exc.message))
+            raise
+
     def record(self, caller: Caller, action: str, attempt: Attempt) -> None:
+        """Append one entry (no entry is ever changed or deleted)."""
         entry = AuditEntry(
             at=self.now(),
             actor=caller.subject,
@@ -73,3 +85,9 @@ class AuditTrail:
         with self.store.connect() as conn:
             found = entries.query(conn, wanted)
         return [AuditEntryView(id=i, **{**e.__dict__, "details": dict(e.details)}) for i, e in found]
+
+
+def _outcome(error: EstateError) -> str:
+    if isinstance(error, Forbidden | Unauthenticated):
+        return "denied"
+    return "refused" if isinstance(error, InputError | Refused) else "failed"

@@ -14,16 +14,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
+from estate.app.access import AccessControl
+from estate.app.alerts import Alerts
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
 from estate.app.engines import EmbeddedEngine, EngineGateway, HostedEngine
+from estate.app.feed import Feed
+from estate.app.freezes import Freezes
+from estate.app.identity import Identity
 from estate.app.inventory import Inventory
+from estate.app.jobs import Jobs
+from estate.app.metrics import EstateMetrics
 from estate.app.rollouts import Rollouts
 from estate.app.status import Dashboards
 from estate.app.workers import Workers
-from estate.domain.gate_eval import Sample
-from estate.domain.model import Environment
-from estate.domain.plans import PrometheusGate
+from estate.domain.gate_eval import Sample, SamplingRound
 from estate.engine.annotations import GrafanaObserver
 from estate.engine.config import EngineConfig, GateSampler, Observer
 from estate.engine.host import EngineHost
@@ -74,12 +79,33 @@ class App:
         return AuditTrail(self.store, self.wiring.now)
 
     @cached_property
+    def access(self) -> AccessControl:
+        return AccessControl(self.store)
+
+    @cached_property
+    def identity(self) -> Identity:
+        return Identity(self.store, self.audit, self.access, self.wiring.now)
+
+    @cached_property
     def inventory(self) -> Inventory:
-        return Inventory(self.settings, self.store, self.audit, self.wiring.now)
+        return Inventory(self.settings, self.store, self.audit, self.access, self.wiring.now)
 
     @cached_property
     def deployments(self) -> Deployments:
-        return Deployments(lambda: self.terraform, self.audit)
+        return Deployments(lambda: self.terraform, self.audit, self.access, self.store, self.wiring.now)
+
+    @cached_property
+    def freezes(self) -> Freezes:
+        return Freezes(self.store, self.audit, self.access, self.wiring.now, poke=self._poke)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        return Alerts(self.store, self.audit, self.access, self.wiring.now, poke=self._poke)
+
+    def _poke(self) -> None:
+        """Hosted or on Temporal: make the engine read its rollouts' inboxes (and the freezes) now."""
+        if self.wiring.hosted or self.temporal is not None:
+            self.gateway.poke()
 
     @cached_property
     def rollouts(self) -> Rollouts:
@@ -88,9 +114,25 @@ class App:
             lambda: self.terraform,
             lambda: self.gateway,
             self.audit,
+            self.access,
             now=self.wiring.now,
             boards=self.dashboards,
         )
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        """Background jobs of a server (their worker threads run here; any server reads them)."""
+        jobs = Jobs(self.store, self.wiring.now, self.engine.holder)
+        self._closers.append(jobs.close)
+        return jobs
+
+    @cached_property
+    def feed(self) -> Feed:
+        return Feed(self.store)
+
+    @cached_property
+    def metrics(self) -> EstateMetrics:
+        return EstateMetrics(self.store, self.wiring.now)
 
     @cached_property
     def workers(self) -> Workers:
@@ -177,10 +219,10 @@ class StoredSettingsSampler:
         self.store = store
         self.settings = settings
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+    def sample(self, round: SamplingRound) -> list[Sample]:
         stored = dict(self.store.settings().get("prometheus") or {})
         client = PrometheusClient.from_settings(stored, self.settings.environ, url=self.settings.prometheus_url)
-        return PrometheusSampler(client).sample(gate, wave_name, envs, round)
+        return PrometheusSampler(client).sample(round)
 
 
 def bootstrap(environ: Mapping[str, str], wiring: Wiring | None = None) -> App:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
+from datetime import datetime
 from typing import Any
 
+from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.progress import Progress, Silent
@@ -22,20 +24,36 @@ from estate.app.views.deployments import (
     LogEvent,
     StatusChangeView,
 )
+from estate.domain.access import Action
 from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus, PlannedChange
-from estate.domain.graph import resolve_graph
+from estate.domain.freezes import require_unfrozen
+from estate.domain.graph import ResolvedGraph, resolve_graph
 from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import check_all
+from estate.domain.model import Estate
 from estate.runners import DeploymentService, LocalPool
 from estate.runners.events import describe
+from estate.store import Store
 from estate.store.codec import encode
+from estate.store.freezes import FreezeStore
 
 
 class Deployments:
     """Terraform runs of single environments, outside any rollout (a rollout's runs are the engine's)."""
 
-    def __init__(self, runner: Callable[[], DeploymentService], audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        runner: Callable[[], DeploymentService],
+        audit: AuditTrail,
+        access: AccessControl,
+        store: Store,
+        now: Callable[[], datetime],
+    ) -> None:
         self._runner = runner  # built on first use: it checks the Terraform binary and recovers dead runs
         self.audit = audit
+        self.access = access
+        self.freezes = FreezeStore(store)
+        self.now = now
 
     @property
     def runner(self) -> DeploymentService:
@@ -47,14 +65,25 @@ class Deployments:
         """Deploy (or only plan) environments, `runner.max_parallel` at a time; every graph is resolved first,
         so one bad environment queues nothing. `problem` names the deployments that did not succeed."""
         kind = DeploymentKind.PLAN if plan_only else DeploymentKind.DEPLOY
-        results = self._run_batch(caller, f"deploy{' --plan-only' if plan_only else ''}", refs, kind, progress)
+        results, warnings = self._run_batch(
+            caller, f"deploy{' --plan-only' if plan_only else ''}", refs, kind, progress
+        )
         failed = [d for d in results if d.status is not DeploymentStatus.SUCCEEDED]
         problem = "; ".join(f"deployment {d.id} of {d.env} {d.status}: {d.reason}" for d in failed) or None
-        return BatchView(deployments=[deployment_view(d) for d in results], problem=problem)
+        return BatchView(deployments=[deployment_view(d) for d in results], problem=problem, warnings=warnings)
+
+    def authorize(self, caller: Caller, action: str, refs: Sequence[EnvRef] | None) -> None:
+        """Forbidden (and audited) unless `caller` may `action` (deploy, drift, rollback) `refs` (None: every
+        environment): the check a job makes before it is queued."""
+        if refs is None:
+            refs = [e.ref for e in self.runner.repo.load_estate().environments]
+        with self.audit.refusals(caller, action, _target(refs)):
+            self.access.require(caller, Action.DEPLOY, refs)
 
     def rollback(self, caller: Caller, ref: EnvRef, to: int) -> BatchView:
         """Re-apply an earlier deployment's resolved graph (same module versions and inputs)."""
         with self.audit.attempt(caller, "rollback", f"env:{ref}", {"to": to}) as attempt:
+            self.access.require(caller, Action.DEPLOY, [ref])
             runner = self.runner
             runner.toolchain()
             dep = runner.run(runner.rollback_to(ref, to, triggered_by=caller.subject))
@@ -73,7 +102,7 @@ class Deployments:
         """Plan environments (default: all) against their configuration and report which drifted and how."""
         if refs is None:
             refs = [e.ref for e in self.runner.repo.load_estate().environments]
-        results = self._run_batch(
+        results, _ = self._run_batch(
             caller, "drift", refs, DeploymentKind.PLAN, progress, triggered=f"drift:{caller.subject}"
         )
         views = [_drift_view(d) for d in results]
@@ -93,14 +122,19 @@ class Deployments:
         progress: Progress | None,
         *,
         triggered: str | None = None,
-    ) -> list[Deployment]:
+    ) -> tuple[list[Deployment], list[str]]:
+        """Run the batch; also returns the warnings of a deploy (deprecated versions)."""
         progress = progress or Silent()
         refs = list(dict.fromkeys(refs))
         runner = self.runner
         with self.audit.attempt(caller, action, _target(refs), {"envs": [str(r) for r in refs]}) as attempt:
+            self.access.require(caller, Action.DEPLOY, refs)
             runner.toolchain()  # a missing binary is an error before anything is recorded
             estate = runner.repo.load_estate()
             graphs = [resolve_graph(estate, ref) for ref in refs]
+            warnings = self._guard(estate, graphs) if kind is DeploymentKind.DEPLOY else []
+            if warnings:
+                attempt.details["warnings"] = warnings
             ids = runner.create_all(graphs, kind, triggered_by=triggered or caller.subject)
             progress.begin(f"{action}: {len(ids)} environment(s)", len(ids))
             done: dict[int, Deployment] = {}
@@ -114,7 +148,20 @@ class Deployments:
             outcomes = {_outcome(d) for d in results}
             attempt.outcome, attempt.reason = max(outcomes, key=lambda o: o[0] != "ok")
             attempt.details["deployments"] = ids
-        return results
+        return results, warnings
+
+    def _guard(self, estate: Estate, graphs: Sequence[ResolvedGraph]) -> list[str]:
+        """Refuse deploys into a frozen scope, and of a defective version (nothing is queued); the warnings of
+        deprecated versions."""
+        require_unfrozen(self.freezes.active(self.now()), [(str(g.env), g.env_type) for g in graphs], self.now())
+        versions = []
+        for graph in graphs:
+            for r in graph.resources:
+                module = estate.module(r.module)
+                version = module.version(r.version) if module is not None else None
+                if version is not None:
+                    versions.append((version, f"{r.alias} of {graph.env}"))
+        return check_all(versions)
 
     def list(
         self, ref: EnvRef | None = None, *, limit: int = 50, before: int | None = None
@@ -192,6 +239,7 @@ def deployment_view(d: Deployment) -> DeploymentView:
             destructive=_changes(s.destructive),
             drift=_changes(s.drift),
         ),
+        plan_source=d.plan_source,
         outputs={k: v.display() for k, v in sorted(d.outputs.items())},
     )
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from estate.domain import rollout_events as ev
 from estate.engine.config import EngineConfig
 from estate.engine.host import EngineHost
-from estate.errors import OperationFailed
+from estate.errors import ComponentError
 from estate.store.rollouts import RolloutStore
 
 OUTCOME_WAIT_SECONDS = 10.0  # how long a command waits for another engine to answer it
@@ -28,8 +28,8 @@ class EngineGateway(Protocol):
         """A rollout was recorded with its `Start` queued: get it going (and drive it here when `follow`)."""
 
     def command(self, rollout_id: str, command: ev.Command, *, follow: bool) -> str:
-        """The state machine's answer to `command`: "ok" or its refusal; OperationFailed if none came in time.
-        With `follow`, an accepted command returns once the rollout needs a human again."""
+        """The state machine's answer to `command`: "ok" or its refusal; a transient ComponentError if none came
+        in time. With `follow`, an accepted command returns once the rollout needs a human again."""
         ...
 
     def drive(self, rollout_id: str) -> None:
@@ -38,6 +38,9 @@ class EngineGateway(Protocol):
     def run_engine(self, rollouts: builtins.list[str] | None, *, once: bool) -> dict[str, str]:
         """Drive rollouts in the foreground; where each ended up."""
         ...
+
+    def poke(self) -> None:
+        """Something was queued in a rollout's inbox (an alert), or the freezes changed: tell the engine now."""
 
     def close(self) -> None: ...
 
@@ -55,14 +58,16 @@ class _Inbox:
         command_id = self.rollouts.enqueue(rollout_id, command, self.now())
         outcome = self._answer(rollout_id, command_id, follow=follow)
         if outcome is None:
-            raise OperationFailed(
+            raise ComponentError(
+                "engine",
                 f"command queued (#{command_id}); the engine driving {rollout_id} has not taken it yet",
                 hint=f"watch it with: estate rollout status {rollout_id} --watch",
+                transient=True,
             )
         return outcome
 
     def _answer(self, rollout_id: str, command_id: int, *, follow: bool) -> str | None:
-        self._nudge()
+        self.poke()
         deadline = self.now().timestamp() + OUTCOME_WAIT_SECONDS
         while True:
             outcome = self.rollouts.outcome(command_id)
@@ -70,7 +75,7 @@ class _Inbox:
                 return outcome
             self.sleep(0.05)
 
-    def _nudge(self) -> None:
+    def poke(self) -> None:
         """Tell whoever drives the rollout that a command is queued (the engine of another process polls)."""
 
     def run_engine(self, rollouts: builtins.list[str] | None, *, once: bool) -> dict[str, str]:
@@ -78,7 +83,7 @@ class _Inbox:
         host.run(rollouts, until=(lambda h: h.all_settled()) if once else None, tolerate=not once)
         seen = set(rollouts or []) | set(host.drivers) | set(host.elsewhere) | host.ended
         return {
-            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else str(self.rollouts.state(r).phase)
+            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else self.rollouts.record(r).phase
             for r in sorted(seen)
         }
 
@@ -121,7 +126,7 @@ class HostedEngine(_Inbox):
     def submitted(self, rollout_id: str, *, follow: bool) -> None:
         self.host.poke()
 
-    def _nudge(self) -> None:
+    def poke(self) -> None:
         self.host.poke()
 
     def drive(self, rollout_id: str) -> None:

@@ -3,16 +3,18 @@ publish module versions, show rollout plans."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.views.inventory import (
     ApplyView,
     EnvironmentView,
+    FlaggedVersionView,
     InitView,
     ModuleVersionView,
     ModuleView,
@@ -25,26 +27,35 @@ from estate.app.views.inventory import (
     UsageTotals,
     UsageView,
 )
-from estate.config import json_schema, load_estate
-from estate.domain.model import ModuleVersion
+from estate.config import SourceFile, json_schema, load_sources, read_sources
+from estate.domain.access import Action, Principal, authorize
+from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import Lifecycle, check_change
+from estate.domain.model import Estate, ModuleVersion
 from estate.domain.plans import describe_gate
 from estate.domain.selectors import Selector
-from estate.domain.usage import usage_report
+from estate.domain.usage import module_usage, usage_report
 from estate.domain.versions import Version
 from estate.domain.waves import assign_waves
-from estate.errors import InputError, NotFoundError
+from estate.errors import ConflictError, InputError, NotFoundError
 from estate.settings import Settings
 from estate.store import Change, Store
+from estate.store import lifecycle as lifecycles
 from estate.store.codec import encode
+
+__all__ = ["Inventory", "SourceFile", "read_sources"]
 
 
 class Inventory:
     """What the estate holds, and changing it through estate-as-code and published versions."""
 
-    def __init__(self, settings: Settings, store: Store, audit: AuditTrail, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, audit: AuditTrail, access: AccessControl, now: Callable[[], datetime]
+    ) -> None:
         self.settings = settings
         self.store = store
         self.audit = audit
+        self.access = access
         self.now = now
 
     def init(self) -> InitView:
@@ -55,11 +66,18 @@ class Inventory:
     def schema(self) -> dict[str, Any]:
         return json_schema()
 
-    def apply(self, caller: Caller, path: Path, *, dry_run: bool, prune: bool, force: bool) -> ApplyView:
-        """Validate estate-as-code and sync it into the store in one transaction (all or nothing)."""
+    def apply(
+        self, caller: Caller, source: Path | Sequence[SourceFile], *, dry_run: bool, prune: bool, force: bool
+    ) -> ApplyView:
+        """Validate estate-as-code (a file, a directory of them, or their texts) and sync it into the store in
+        one transaction (all or nothing)."""
         action = "apply --dry-run" if dry_run else "apply"
-        with self.audit.attempt(caller, action, "estate", {"path": str(path), "prune": prune}) as attempt:
-            loaded = load_estate(path, self.store.published_versions())
+        where = {"path": str(source)} if isinstance(source, Path) else {"files": [s.name for s in source]}
+        with self.audit.attempt(caller, action, "estate", {**where, "prune": prune}) as attempt:
+            self.access.require(caller, Action.ADMINISTER)
+            sources = read_sources(source) if isinstance(source, Path) else source
+            loaded = load_sources(sources, self.store.published_versions())
+            _keeps_an_admin(caller, loaded.estate)
             plan = self.store.sync(
                 loaded.estate, prune=prune, force=force, dry_run=dry_run, actor=caller.subject, now=self.now()
             )
@@ -83,6 +101,7 @@ class Inventory:
         rank = estate.env_type_rank()
         owners = {p.id: p.owner for p in estate.projects}
         found = sorted(selector.select(estate.environments), key=lambda e: (rank.get(e.type, 0), e.project, e.id))
+        flagged = _flagged(estate)
         return [
             EnvironmentView(
                 ref=str(e.ref),
@@ -91,6 +110,7 @@ class Inventory:
                 type=e.type,
                 owner=owners.get(e.project, ""),
                 labels=dict(e.labels),
+                flagged=flagged.get(e.ref, []),
             )
             for e in found
         ]
@@ -111,8 +131,15 @@ class Inventory:
         ]
 
     def usage(self, module_id: str) -> UsageView:
-        """Who uses which version of `module_id`, with totals per version, env type and owner."""
-        report = usage_report(self.store.load_estate(), module_id)
+        """Who uses which version of `module_id`, with totals per version, env type and owner; environments on a
+        deprecated or defective version are flagged."""
+        estate = self.store.load_estate()
+        report = usage_report(estate, module_id)
+        module = estate.require_module(module_id)
+
+        def version_of(name: str | None) -> ModuleVersion | None:
+            return module.version(name) if name else None
+
         return UsageView(
             module=module_id,
             environments=[
@@ -123,6 +150,8 @@ class Inventory:
                     resource=b.alias,
                     version=b.version,
                     rule_scope=b.scope.name.lower() if b.scope is not None else None,
+                    lifecycle=str(v.lifecycle) if (v := version_of(b.version)) else None,
+                    lifecycle_reason=v.lifecycle_reason if v else "",
                 )
                 for b in report.bindings
             ],
@@ -130,6 +159,11 @@ class Inventory:
                 version=dict(report.by_version), env_type=dict(report.by_env_type), owner=dict(report.by_owner)
             ),
             unresolved=[str(r) for r in report.unresolved],
+            flagged=[
+                str(b.env.ref)
+                for b in report.bindings
+                if (v := version_of(b.version)) is not None and v.lifecycle is not Lifecycle.PUBLISHED
+            ],
         )
 
     def publish(
@@ -139,6 +173,7 @@ class Inventory:
         Publishing the identical version again changes nothing; a different one is refused."""
         target = f"module:{module_id}@{version}"
         with self.audit.attempt(caller, "module publish", target, {"source": source}) as attempt:
+            self.access.require(caller, Action.ADMINISTER)
             module = self.store.load_estate().require_module(module_id)
             base = _inputs_base(module_id, module.versions, inputs_from)
             resolved = _local_source(source)
@@ -147,6 +182,29 @@ class Inventory:
             )
             attempt.details["created"] = created
         return PublishView(module=module_id, version=version, source=resolved, created=created)
+
+    def set_lifecycle(
+        self, caller: Caller, module_id: str, version: str, lifecycle: str, reason: str
+    ) -> ModuleVersionView:
+        """Mark a published version `deprecated` or `defective`, or `published` again (restore), with a reason."""
+        action = _LIFECYCLE_ACTIONS.get(lifecycle, f"module {lifecycle}")
+        target = f"module:{module_id}@{version}"
+        with self.audit.attempt(caller, action, target, {"reason": reason}) as attempt:
+            self.access.require(caller, Action.ADMINISTER)
+            try:
+                wanted = Lifecycle(lifecycle)
+            except ValueError:
+                raise InputError(f"'{lifecycle}' is not a lifecycle: {', '.join(x.value for x in Lifecycle)}") from None
+            with self.store.begin() as conn:
+                before = lifecycles.current(conn, module_id, version)
+                if check_change(before, wanted, reason):
+                    lifecycles.change(conn, module_id, version, wanted, reason, caller.subject, self.now())
+            attempt.details.update(before=str(before), after=str(wanted))
+        return self._version_view(module_id, version)
+
+    def _version_view(self, module_id: str, version: str) -> ModuleVersionView:
+        found = next(m for m in self.modules() if m.id == module_id)
+        return next(v for v in found.versions if v.version == version)
 
     def plans(self) -> list[PlanSummaryView]:
         return [
@@ -176,6 +234,42 @@ class Inventory:
                 )
                 for w, refs in zip(plan.waves, membership.waves, strict=True)
             ],
+        )
+
+
+_LIFECYCLE_ACTIONS = {
+    "deprecated": "module deprecate",
+    "defective": "module mark-defective",
+    "published": "module restore",
+}
+
+
+def _flagged(estate: Estate) -> dict[EnvRef, list[FlaggedVersionView]]:
+    """The environments on a deprecated or defective version, with those versions (only modules that have one)."""
+    found: dict[EnvRef, list[FlaggedVersionView]] = {}
+    for module in estate.modules:
+        flagged = {v.version: v for v in module.versions if v.lifecycle is not Lifecycle.PUBLISHED}
+        if not flagged:
+            continue
+        for binding in module_usage(estate, module.id):
+            v = flagged.get(binding.version or "")
+            if v is not None:
+                view = FlaggedVersionView(
+                    module=module.id, version=v.version, lifecycle=str(v.lifecycle), lifecycle_reason=v.lifecycle_reason
+                )
+                found.setdefault(binding.env.ref, []).append(view)
+    return found
+
+
+def _keeps_an_admin(caller: Caller, desired: Estate) -> None:
+    """An authenticated admin may not apply bindings that take their own admin role away: nobody could undo it
+    over the API (only embedded, on the store's machine)."""
+    if caller.trusted:
+        return
+    if not authorize(desired.access, Principal(caller.subject, caller.groups), Action.ADMINISTER).allowed:
+        raise ConflictError(
+            f"this apply would take the admin role away from {caller.subject}, who applies it",
+            hint="keep an unscoped `{role: admin, subjects: [...]}` binding for yourself in `access:`",
         )
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 from estate.app.progress import Progress
 from estate.app.views.rollouts import EnvPreviewView, PreviewView, WavePreviewView
 from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus
 from estate.domain.graph import resolve_graph
 from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import check_deployable
 from estate.domain.model import Environment, Estate
 from estate.domain.plans import Destructive, RolloutPlan
 from estate.domain.usage import module_usage
@@ -30,17 +32,25 @@ class Targets:
 
     membership: WaveMembership
     current: dict[EnvRef, str] = field(default_factory=dict)
+    types: dict[EnvRef, str] = field(default_factory=dict)  # each target's env type
+    warnings: tuple[str, ...] = ()  # e.g. the version is deprecated
+
+    @property
+    def refs(self) -> list[EnvRef]:
+        return [ref for wave in self.membership.waves for ref in wave]
 
 
 def targets(estate: Estate, module_id: str, version: str, plan: RolloutPlan, *, allow_uncovered: bool) -> Targets:
-    """Refuses unknown versions, empty plans and (unless allowed) targets no wave selects."""
+    """Refuses unknown and defective versions, empty plans and (unless allowed) targets no wave selects."""
     module = estate.require_module(module_id)
-    if module.version(version) is None:
+    published = module.version(version)
+    if published is None:
         known = ", ".join(v.version for v in module.versions)
         raise NotFoundError(
             f"module '{module_id}' has no published version '{version}' (published: {known})",
             hint=f"publish it first: estate module publish {module_id} {version} --source ...",
         )
+    warning = check_deployable(published)
     usage = module_usage(estate, module_id)
     envs: dict[EnvRef, Environment] = {b.env.ref: b.env for b in usage}
     if not envs:
@@ -54,7 +64,12 @@ def targets(estate: Estate, module_id: str, version: str, plan: RolloutPlan, *, 
             f"no wave of the plan selects these environments that use the module: {names}",
             hint="add a wave that selects them, or pass --allow-uncovered to leave them out",
         )
-    return Targets(membership, {b.env.ref: b.version or "" for b in usage})
+    return Targets(
+        membership,
+        {b.env.ref: b.version or "" for b in usage},
+        {b.env.ref: b.env.type for b in usage},
+        (warning,) if warning else (),
+    )
 
 
 def preflight(
@@ -69,7 +84,7 @@ def preflight(
     progress: Progress,
 ) -> PreviewView:
     """Plan every target on `version` (real plans, `runner.max_parallel` at a time) and summarize per wave."""
-    refs = [ref for wave in found.membership.waves for ref in wave]
+    refs = found.refs
     graphs = [resolve_graph(estate, ref, {module_id: version}) for ref in refs]
     ids = runner.create_all(graphs, DeploymentKind.PLAN, triggered_by=f"preflight by {actor}")
     progress.begin(f"preflight: planning {module_id} {version}", len(ids))
@@ -134,6 +149,44 @@ def _env_preview(ref: EnvRef, current: str, dep: Deployment) -> EnvPreviewView:
         destructive=[f"{c.action} {c.address}" for c in summary.destructive],
         deployment_id=dep.id,
     )
+
+
+LISTED = 20  # entries of each list a stored preflight summary keeps
+
+
+def summary(preview: PreviewView) -> dict[str, Any]:
+    """What the rollout row keeps of a preview: per wave, how many environments and the totals of their plans;
+    the first entries of each list and their counts. Each environment's plan is its own deployment, linked
+    from the rollout's environment (`plans`)."""
+    waves = [
+        {
+            "number": w.number,
+            "name": w.name,
+            "environments": len(w.envs),
+            **{k: sum(getattr(e, k) for e in w.envs) for k in ("add", "change", "destroy")},
+        }
+        for w in preview.waves
+    ]
+    lists = {k: getattr(preview, k) for k in ("uncovered", "destructive", "errors")}
+    return {
+        "module": preview.module,
+        "version": preview.version,
+        "plan": preview.plan,
+        "planned": preview.planned,
+        "waves": waves,
+        **{k: v[:LISTED] for k, v in lists.items()},
+        **{f"{k}_count": len(v) for k, v in lists.items()},
+    }
+
+
+def plans(preview: PreviewView) -> dict[EnvRef, int]:
+    """`env -> the plan deployment whose saved plan a deploy of the preview's version may apply`."""
+    return {
+        EnvRef.parse(e.env): e.deployment_id
+        for w in preview.waves
+        for e in w.envs
+        if e.deployment_id is not None and e.error is None
+    }
 
 
 def check(preview: PreviewView, plan: RolloutPlan, *, allow_destroy: bool) -> list[str]:

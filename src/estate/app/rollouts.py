@@ -16,19 +16,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from estate.app import preflight as pf
+from estate.app.access import AccessControl
 from estate.app.audit import AuditTrail
 from estate.app.caller import Caller
 from estate.app.progress import Progress, Silent
 from estate.app.status import Dashboards, rollout_view
 from estate.app.views.rollouts import EnvQuery, PreviewView, RolloutSummaryView, RolloutView, StartView
 from estate.domain import rollout_events as ev
+from estate.domain.access import Action, Principal, Role, Target, roles_of
 from estate.domain.model import Estate
-from estate.domain.plans import ApprovalGate, RolloutPlan
+from estate.domain.plans import RolloutPlan
+from estate.domain.rollout import acts_on
 from estate.domain.rollout_state import RolloutState, new_rollout
 from estate.errors import Refused
 from estate.runners import DeploymentService
 from estate.store import Store
-from estate.store.rollouts import LogEntry, ModuleBusy, RolloutStore
+from estate.store.freezes import FreezeStore
+from estate.store.rollouts import LogEntry, ModuleBusy, RolloutRecord, RolloutStore
 
 if TYPE_CHECKING:
     from estate.app.engines import EngineGateway
@@ -43,6 +47,7 @@ class Rollouts:
         runner: Callable[[], DeploymentService],
         engine: Callable[[], EngineGateway],
         audit: AuditTrail,
+        access: AccessControl,
         *,
         now: Callable[[], datetime],
         boards: Callable[[], Dashboards],
@@ -52,8 +57,10 @@ class Rollouts:
         self._runner = runner
         self._engine = engine  # built on first use: reading a rollout needs no engine
         self.audit = audit
+        self.access = access
         self.now = now
         self.boards = boards
+        self.freezes = FreezeStore(store)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -63,21 +70,22 @@ class Rollouts:
 
     def list(self, *, module: str | None = None, phase: str | None = None) -> list[RolloutSummaryView]:
         """Rollouts, oldest first."""
-        return [
-            RolloutSummaryView(
-                id=r.id,
-                module=r.module,
-                version=r.target_version,
-                plan=r.plan_id,
-                phase=r.phase,
-                created_by=r.created_by,
-                created_at=r.created_at,
-            )
-            for r in self.rollouts.list(module, phase)
-        ]
+        return [_summary(r) for r in self.rollouts.list(module, phase)]
+
+    def summary(self, rollout_id: str) -> RolloutSummaryView:
+        """One rollout without its state (cheap); NotFoundError for an unknown one."""
+        return _summary(self.rollouts.record(rollout_id))
 
     def state(self, rollout_id: str) -> RolloutState:
+        """The whole state, every environment included (status reads less: see `status`)."""
         return self.rollouts.state(rollout_id)
+
+    def wave_number(self, rollout_id: str, wave: str) -> int:
+        """A wave of the rollout's plan, by 1-based number or name (InputError naming the waves if none)."""
+        return self._outline(rollout_id).plan.wave_number(wave)
+
+    def _outline(self, rollout_id: str) -> RolloutState:
+        return self.rollouts.outline(rollout_id).state
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -95,7 +103,24 @@ class Rollouts:
         estate = self.store.load_estate()
         plan = estate.require_plan(plan_id)
         found = pf.targets(estate, module, version, plan, allow_uncovered=True)
+        self.access.require(caller, Action.OPERATE, found.refs)  # preflight plans are recorded deployments
         return self._planned(caller, estate, module, version, plan, found, preflight, progress)
+
+    def authorize_start(self, caller: Caller, module: str, version: str, plan_id: str) -> None:
+        """Forbidden unless `caller` may operate every environment the rollout would touch; NotFoundError for an
+        unknown module, version or plan (what `preview` and `start` check first)."""
+        with self.audit.refusals(caller, "rollout start", f"module:{module}@{version}"):
+            estate = self.store.load_estate()
+            found = pf.targets(estate, module, version, estate.require_plan(plan_id), allow_uncovered=True)
+            self.access.require(caller, Action.OPERATE, found.refs)
+
+    def authorize_retarget(self, caller: Caller, rollout_id: str, version: str) -> None:
+        """Forbidden unless `caller` may operate the rollout's environments; NotFoundError for an unknown rollout
+        or version, DefectiveVersion for a defective one (what `retarget` checks first)."""
+        with self.audit.refusals(caller, "rollout retarget", f"rollout:{rollout_id}"):
+            state = self.state(rollout_id)
+            self.access.require(caller, Action.OPERATE, acts_on(state, ev.Retarget(caller.subject, version)))
+            pf.targets(self.store.load_estate(), state.module, version, state.plan, allow_uncovered=True)
 
     def start(
         self,
@@ -120,9 +145,11 @@ class Rollouts:
             estate = self.store.load_estate()
             plan = estate.require_plan(plan_id)
             found = pf.targets(estate, module, version, plan, allow_uncovered=allow_uncovered)
+            self.access.require(caller, Action.OPERATE, found.refs)
             preview = self._planned(caller, estate, module, version, plan, found, preflight, progress)
-            warnings = pf.check(preview, plan, allow_destroy=allow_destroy)
+            warnings = [*found.warnings, *pf.check(preview, plan, allow_destroy=allow_destroy)]
             now = self.now()
+            freezes = self.freezes.active(now)
 
             def build(rollout_id: str) -> RolloutState:
                 return new_rollout(
@@ -134,6 +161,8 @@ class Rollouts:
                     previous_versions=found.current,
                     started_by=caller.subject,
                     now=now,
+                    env_types=found.types,
+                    freezes=freezes,
                 )
 
             created = LogEntry(
@@ -148,8 +177,9 @@ class Rollouts:
                 actor=caller.subject,
                 now=now,
                 build=build,
-                preflight=preview.model_dump(mode="json"),
+                preflight=pf.summary(preview),
                 created=created,
+                plans=pf.plans(preview),
             )
             attempt.target = f"rollout:{state.id}"
             attempt.details.update(module=module, version=version)
@@ -186,7 +216,7 @@ class Rollouts:
         return self._command(caller, rollout_id, ev.Promote(caller.subject), follow=follow)
 
     def approve(self, caller: Caller, rollout_id: str, *, override: bool = False, follow: bool = True) -> RolloutView:
-        roles = self._approval_roles(self.store.load_estate(), self.state(rollout_id), caller.subject)
+        roles = approval_roles(self.store.load_estate(), self.state(rollout_id), caller)
         return self._command(caller, rollout_id, ev.Approve(caller.subject, override, roles), follow=follow)
 
     def pause(self, caller: Caller, rollout_id: str, *, follow: bool = True) -> RolloutView:
@@ -201,7 +231,7 @@ class Rollouts:
     def rollback(self, caller: Caller, rollout_id: str, *, wave: str | None = None, follow: bool = True) -> RolloutView:
         """Roll a wave (default: the current one; a number or a name) back, each environment to its own
         previous version."""
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rollback(caller.subject, number), follow=follow)
 
     def rerun(
@@ -213,7 +243,7 @@ class Rollouts:
         only_failed: bool = False,
         follow: bool = True,
     ) -> RolloutView:
-        number = None if wave is None else self.state(rollout_id).plan.wave_number(wave)
+        number = None if wave is None else self.wave_number(rollout_id, wave)
         return self._command(caller, rollout_id, ev.Rerun(caller.subject, number, only_failed), follow=follow)
 
     def retarget(
@@ -229,25 +259,26 @@ class Rollouts:
     ) -> tuple[RolloutView, builtins.list[str]]:
         """Preflight `version` on the rollout's targets, then retarget it like any other command; also returns
         the preflight's warnings."""
-        state = self.state(rollout_id)
+        state = self._outline(rollout_id)
         estate = self.store.load_estate()
         with self.audit.attempt(caller, "rollout retarget --preflight", f"rollout:{rollout_id}", {"version": version}):
+            self.access.require(
+                caller, Action.OPERATE, acts_on(self.state(rollout_id), ev.Retarget(caller.subject, version))
+            )
             found = pf.targets(estate, state.module, version, state.plan, allow_uncovered=True)
             preview = self._planned(caller, estate, state.module, version, state.plan, found, preflight, progress)
-            warnings = pf.check(preview, state.plan, allow_destroy=allow_destroy)
+            warnings = [*found.warnings, *pf.check(preview, state.plan, allow_destroy=allow_destroy)]
+            self.rollouts.link_plans(rollout_id, version, pf.plans(preview))
         view = self._command(caller, rollout_id, ev.Retarget(caller.subject, version), follow=follow)
         return view, warnings
-
-    def _approval_roles(self, estate: Estate, state: RolloutState, actor: str) -> frozenset[str]:
-        """The approval roles `actor` holds; a role the estate does not declare admits anyone."""
-        wanted = {g.role for w in state.plan.waves for g in w.gates if isinstance(g, ApprovalGate)}
-        return frozenset(r for r in wanted if r not in estate.roles or actor in estate.roles[r])
 
     def _command(self, caller: Caller, rollout_id: str, command: ev.Command, *, follow: bool) -> RolloutView:
         """Queue `command`, get the state machine's answer, raise Refused with its reason if it said no."""
         action = f"rollout {type(command).__name__.lower()}"
         details = {k: v for k, v in vars(command).items() if k not in ("actor", "roles") and v not in (None, False)}
         with self.audit.attempt(caller, action, f"rollout:{rollout_id}", details):
+            needs = Action.APPROVE if isinstance(command, ev.Approve) else Action.OPERATE
+            self.access.require(caller, needs, acts_on(self.state(rollout_id), command))
             outcome = self._engine().command(rollout_id, command, follow=follow)
             if outcome != "ok":
                 raise Refused(outcome)
@@ -267,3 +298,26 @@ class Rollouts:
         """Drive `rollouts` (default: every active one, and new ones as they start) in the foreground, until
         each waits for a human (`once`) or forever. Returns where each driven rollout ended up."""
         return self._engine().run_engine(rollouts, once=once)
+
+
+def approval_roles(estate: Estate, state: RolloutState, caller: Caller) -> frozenset[str]:
+    """The roles `caller` holds for every environment of the rollout's current wave (each approval gate names
+    the role it needs). An estate without access bindings is a single-user trial: every role is held."""
+    if not estate.access:
+        return frozenset(Role)
+    types = {e.ref: e.type for e in estate.environments}
+    principal = Principal(caller.subject, caller.groups)
+    held = [roles_of(estate.access, principal, Target(ref, types.get(ref, ""))) for ref in state.current_wave.envs]
+    return frozenset(set.intersection(*(set(h) for h in held)) if held else roles_of(estate.access, principal))
+
+
+def _summary(r: RolloutRecord) -> RolloutSummaryView:
+    return RolloutSummaryView(
+        id=r.id,
+        module=r.module,
+        version=r.target_version,
+        plan=r.plan_id,
+        phase=r.phase,
+        created_by=r.created_by,
+        created_at=r.created_at,
+    )

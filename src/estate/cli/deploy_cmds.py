@@ -17,7 +17,7 @@ from rich.table import Table
 
 from estate.app.views.deployments import BatchView, DeploymentView, DriftReport
 from estate.cli.context import get_context
-from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, live_progress, stdout
+from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, live_progress, stderr, stdout
 from estate.domain.ids import EnvRef
 from estate.errors import InputError, OperationFailed
 
@@ -58,6 +58,8 @@ def _render_batch(batch: BatchView) -> None:
 
 
 def _finish(batch: BatchView, output: Format) -> None:
+    for warning in batch.warnings:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}")
     data = batch.deployments[0] if len(batch.deployments) == 1 else batch.deployments
     emit(output, data, lambda: _render_batch(batch))
     if batch.problem:

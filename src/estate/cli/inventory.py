@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from estate.cli.context import get_context
-from estate.cli.output import ActorOpt, Format, OutputOpt, emit, parse_labels, stdout
+from estate.cli.output import ActorOpt, Format, OutputOpt, colored, emit, parse_labels, stdout
 
 env_app = typer.Typer(help="Environments of the estate.", no_args_is_help=True)
 module_app = typer.Typer(help="Modules, their versions, and impact analysis.", no_args_is_help=True)
@@ -27,10 +27,11 @@ def env_list(
     envs = get_context().app.inventory.environments(project=project, env_type=type_, labels=parse_labels(label or []))
 
     def render() -> None:
-        table = Table("environment", "type", "owner", "labels", box=None)
+        table = Table("environment", "type", "owner", "labels", "flags", box=None)
         for e in envs:
             labels = ", ".join(f"{k}={v}" for k, v in sorted(e.labels.items()))
-            table.add_row(escape(e.ref), e.type, escape(e.owner), escape(labels))
+            flags = ", ".join(f"{f.module} {f.version} {colored(f.lifecycle)}" for f in e.flagged)
+            table.add_row(escape(e.ref), e.type, escape(e.owner), escape(labels), flags)
         stdout.print(table)
         stdout.print(f"[dim]{len(envs)} environment(s)[/]")
 
@@ -45,8 +46,16 @@ def module_list(output: OutputOpt = Format.TEXT) -> None:
     def render() -> None:
         table = Table("module", "resource type", "versions", box=None)
         for m in modules:
-            table.add_row(m.id, m.resource_type, ", ".join(v.version for v in m.versions))
+            shown = [
+                v.version + ("" if v.lifecycle == "published" else f" ({colored(v.lifecycle)})") for v in m.versions
+            ]
+            table.add_row(m.id, m.resource_type, ", ".join(shown))
         stdout.print(table)
+        for m in modules:
+            for v in m.versions:
+                if v.lifecycle != "published":
+                    by = f" by {escape(v.lifecycle_by)}" if v.lifecycle_by else ""
+                    stdout.print(f"{m.id} {v.version} {colored(v.lifecycle)}{by}: {escape(v.lifecycle_reason)}")
 
     emit(output, modules, render)
 
@@ -60,9 +69,12 @@ def module_usage_cmd(module: str, output: OutputOpt = Format.TEXT) -> None:
     view = get_context().app.inventory.usage(module)
 
     def render() -> None:
-        table = Table("env type", "environment", "owner", "resource", "version", "decided by", box=None)
+        table = Table("env type", "environment", "owner", "resource", "version", "decided by", "lifecycle", box=None)
         for row in view.environments:
-            table.add_row(row.env_type, row.env, escape(row.owner), row.resource, row.version, row.rule_scope)
+            lifecycle = "" if row.lifecycle in (None, "published") else colored(row.lifecycle)
+            table.add_row(
+                row.env_type, row.env, escape(row.owner), row.resource, row.version, row.rule_scope, lifecycle
+            )
         stdout.print(table)
         totals = view.totals
         for title, counts in (
@@ -73,6 +85,8 @@ def module_usage_cmd(module: str, output: OutputOpt = Format.TEXT) -> None:
             stdout.print(f"[bold]{title}:[/] " + ", ".join(f"{escape(k)} {v}" for k, v in counts.items()))
         if view.unresolved:
             stdout.print(f"[yellow]no rule picks a {module} version for:[/] {', '.join(view.unresolved)}")
+        if view.flagged:
+            stdout.print(f"[red]on a deprecated or defective version:[/] {', '.join(view.flagged)}")
 
     emit(output, view, render)
 
@@ -97,6 +111,46 @@ def module_publish(
     view = ctx.app.inventory.publish(ctx.caller(actor), module, version, source, inputs_from=inputs_from)
     said = f"published {module} {version}" if view.created else f"{module} {version} already published (unchanged)"
     emit(output, view, lambda: stdout.print(said))
+
+
+ReasonOpt = Annotated[str, typer.Option(help="Why (recorded with the version and in the audit trail).")]
+
+
+def _lifecycle(module: str, version: str, lifecycle: str, reason: str, actor: str | None, output: Format) -> None:
+    ctx = get_context()
+    view = ctx.app.inventory.set_lifecycle(ctx.caller(actor), module, version, lifecycle, reason)
+    emit(
+        output,
+        view,
+        lambda: stdout.print(f"{module} {version} is {colored(view.lifecycle)}: {escape(view.lifecycle_reason)}"),
+    )
+
+
+@module_app.command("deprecate")
+def module_deprecate(
+    module: str, version: str, reason: ReasonOpt, actor: ActorOpt = None, output: OutputOpt = Format.TEXT
+) -> None:
+    """Mark MODULE VERSION deprecated: deploying it still works, with a warning (admin)."""
+    _lifecycle(module, version, "deprecated", reason, actor, output)
+
+
+@module_app.command("mark-defective")
+def module_mark_defective(
+    module: str, version: str, reason: ReasonOpt, actor: ActorOpt = None, output: OutputOpt = Format.TEXT
+) -> None:
+    """Mark MODULE VERSION defective: every new deployment of it, rollout start and retarget is refused (admin).
+
+    Environments still on it are flagged by `module usage` and `env list`; rolling back to it stays possible.
+    """
+    _lifecycle(module, version, "defective", reason, actor, output)
+
+
+@module_app.command("restore")
+def module_restore(
+    module: str, version: str, reason: ReasonOpt, actor: ActorOpt = None, output: OutputOpt = Format.TEXT
+) -> None:
+    """Make a deprecated or defective MODULE VERSION published again (admin)."""
+    _lifecycle(module, version, "published", reason, actor, output)
 
 
 @plan_app.command("list")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -61,6 +63,13 @@ COLORS = {
     "ok": "green",
     "refused": "red",
     "denied": "red",
+    "active": "green",
+    "expired": "yellow",
+    "revoked": "red",
+    "deprecated": "yellow",
+    "defective": "red",
+    "failed_wave": "red",
+    "recorded": "dim",
 }
 
 
@@ -151,3 +160,28 @@ def parse_labels(labels: Sequence[str]) -> dict[str, str]:
             raise InputError(f"--label '{item}' is not of the form key=value")
         out[key] = value
     return out
+
+
+_SPAN = re.compile(r"^(\d+)([smhd])$")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_span(option: str, text: str) -> timedelta:
+    """`90d`, `12h`, `30m`, `45s` as a timedelta; InputError naming `option` otherwise."""
+    found = _SPAN.match(text.strip())
+    if found is None:
+        raise InputError(f"{option} {text!r}: use a number and a unit, like 90d, 12h or 30m")
+    return timedelta(**{_UNIT[found.group(2)]: int(found.group(1))})
+
+
+def parse_moment(option: str, text: str, now: datetime) -> datetime:
+    """A span from `now` (`2h`) or an ISO 8601 time with a zone (`2027-01-04T09:00+01:00`, `...Z`)."""
+    if _SPAN.match(text.strip()):
+        return now + parse_span(option, text)
+    try:
+        found = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: use a span like 2h or 30m, or a time like 2027-01-04T09:00Z") from None
+    if found.tzinfo is None:
+        raise InputError(f"{option} {text!r} has no time zone: add Z (UTC) or an offset like +01:00")
+    return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -128,6 +127,8 @@ def render_status(view: RolloutView, *, compact: bool = False) -> Group:
         f"(plan {escape(view.plan)}, started by {escape(view.started_by)}) is {colored(view.phase)}"
         + (f" — {escape(view.reason)}" if view.reason else "")
     ]
+    for f in view.freezes:
+        parts.append(f"[bold yellow]frozen:[/] {escape(f.text)}")
     if view.waiting_for:
         parts.append(f"waiting for {escape(view.waiting_for)} since {view.since:%Y-%m-%d %H:%M:%S}")
     for wave in view.waves:
@@ -142,6 +143,10 @@ def render_status(view: RolloutView, *, compact: bool = False) -> Group:
             + f" [dim]max_parallel={wave.max_parallel} tolerance={wave.failure_tolerance}"
             f" on_failure={wave.on_failure}[/]" + (f"\n    {counts}" if counts else "")
         )
+        if wave.change_windows:
+            parts.append(f"    [dim]change windows: {escape(', '.join(wave.change_windows))}[/]")
+        if wave.hold:
+            parts.append(f"    [yellow]held:[/] {escape(wave.hold)}")
         table = Table("environment", "status", "version", "previous", "deployment", "note", box=None, padding=(0, 2))
         for env in wave.envs:
             table.add_row(
@@ -160,6 +165,13 @@ def render_status(view: RolloutView, *, compact: bool = False) -> Group:
             parts.append(
                 f"    gate {gate.index}: {escape(gate.spec)} -> {colored(gate.result or 'pending')}"
                 f"{escape(who)}" + _evidence(gate, links=not compact)
+            )
+        for alert in wave.alerts:
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
+            since = f" since {alert.starts_at:%H:%M:%S}" if alert.starts_at else ""
+            parts.append(
+                f"    alert {escape(alert.name)} firing for {escape(alert.env)}{since} -> {colored(alert.effect)}"
+                f"\n      [dim]{escape(labels)}[/]" + (f"\n      {escape(alert.generator_url)}" if not compact else "")
             )
     if view.next_cursor:
         parts.append(f"[dim]more environments: --after {escape(view.next_cursor)}[/]")
@@ -180,7 +192,7 @@ def _evidence(gate: GateView, *, links: bool) -> str:
         return ""
     if not details.subjects:
         return f"\n      {escape(details.reason)}" if details.reason else ""
-    lines = []
+    lines = [f"\n      {escape(details.reason)}"] if details.comparison is not None else []
     for s in details.subjects:
         lines.append(f"\n      {escape(s.subject)}: {colored(s.verdict)} {escape(s.reason)}")
         if links:
@@ -203,15 +215,18 @@ def status_cmd(
 
     On a large rollout, page through it: estate rollout status R --state failed --limit 50
     """
-    rollouts = get_context().app.rollouts
+    app = get_context().app
+    rollouts = app.rollouts
     query = EnvQuery(wave=wave, state=state, limit=limit, after=after, summary=summary)
     view = rollouts.status(rollout, query=query)
     if not watch or output is Format.JSON:
         emit(output, view, lambda: stdout.print(render_status(view)))
         return
     with Live(render_status(view), console=stdout, refresh_per_second=2) as live:
-        while view.phase not in ("completed", "aborted"):
-            time.sleep(1)
+        # Refresh on each change: embedded, the store's event feed is polled; remote, the server's event stream
+        for _events in app.feed.follow(rollout=rollout):
+            if view.phase in ("completed", "aborted"):
+                break
             view = rollouts.status(rollout, query=query)
             live.update(render_status(view))
 

@@ -6,7 +6,7 @@ as one `ConfigError`, so a user fixes everything in one round.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,11 @@ from pydantic import ValidationError
 from estate.config.convert import to_estate
 from estate.config.references import check_references
 from estate.config.schema import Document
-from estate.config.yamlpos import Located, load_yaml
+from estate.config.yamlpos import Located, parse_yaml
 from estate.domain.model import Estate
 from estate.errors import ConfigError, Problem
 
-_LIST_KEYS = ("env_types", "modules", "module_rules", "runner_rules", "projects", "rollout_plans")
+_LIST_KEYS = ("env_types", "modules", "module_rules", "runner_rules", "projects", "rollout_plans", "access")
 _MAP_KEYS = ("settings", "roles")
 
 
@@ -29,7 +29,30 @@ class LoadedEstate:
     """A validated estate and the files it came from."""
 
     estate: Estate
-    files: tuple[Path, ...]
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One YAML text of estate-as-code and its file name (errors name it; `./` module sources are relative to
+    its directory)."""
+
+    name: str
+    text: str
+
+
+def read_sources(path: Path) -> list[SourceFile]:
+    """The YAML file `path`, or every *.yaml / *.yml in the directory `path`, sorted by name; ConfigError naming
+    a missing, empty or unreadable one."""
+    documents, problems = [], []
+    for file in _files(path):
+        try:
+            documents.append(SourceFile(str(file), file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(f"cannot read file: {exc}", file=str(file)))
+    if problems:
+        raise ConfigError(problems)
+    return documents
 
 
 def _files(path: Path) -> list[Path]:
@@ -43,7 +66,7 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def _merge(docs: list[tuple[Path, Located]]) -> Located:
+def _merge(docs: list[tuple[str, Located]]) -> Located:
     """Concatenate the top-level lists of several files, keeping every value's original position."""
     merged = Located({})
     offsets: dict[str, int] = dict.fromkeys(_LIST_KEYS, 0)
@@ -55,7 +78,7 @@ def _merge(docs: list[tuple[Path, Located]]) -> Located:
         if not isinstance(data, dict):
             merged.problems.append(doc.problem((), "the top level must be a mapping of sections"))
             continue
-        base = path.parent.resolve()
+        base = Path(path).parent.resolve()
         for key, value in data.items():
             _merge_key(merged, doc, key, value, offsets, base)
     return merged
@@ -131,8 +154,14 @@ def _schema_problems(located: Located, exc: ValidationError) -> list[Problem]:
 
 def load_estate(path: Path, published: Mapping[str, set[str]] | None = None) -> LoadedEstate:
     """Load and validate `path`; `published` adds module versions already in the store."""
-    files = _files(path)
-    located = _merge([(f, load_yaml(f)) for f in files])
+    return load_sources(read_sources(path), published)
+
+
+def load_sources(documents: Sequence[SourceFile], published: Mapping[str, set[str]] | None = None) -> LoadedEstate:
+    """Validate estate-as-code given as texts (e.g. sent to the server); like `load_estate`."""
+    if not documents:
+        raise ConfigError([Problem("no documents given")])
+    located = _merge([(d.name, parse_yaml(d.text, d.name)) for d in documents])
     if located.problems:
         raise ConfigError(located.problems)
     try:
@@ -142,4 +171,4 @@ def load_estate(path: Path, published: Mapping[str, set[str]] | None = None) -> 
     problems = check_references(document, located, published or {})
     if problems:
         raise ConfigError(problems)
-    return LoadedEstate(to_estate(document), tuple(files))
+    return LoadedEstate(to_estate(document), tuple(d.name for d in documents))

@@ -50,7 +50,18 @@ class _Checker:
         self.check_rules()
         self.check_runner_rules()
         self.check_plans()
+        self.check_access()
         return self.problems
+
+    def check_access(self) -> None:
+        for bi, binding in enumerate(self.doc.access):
+            here: Path_ = ("access", bi, "scope")
+            for pi, project in enumerate(binding.scope.projects or []):
+                if project not in self.projects:
+                    self.add((*here, "projects", pi), f"unknown project '{project}'")
+            for ti, env_type in enumerate(binding.scope.env_types or []):
+                if env_type not in self.env_types:
+                    self.add((*here, "env_types", ti), f"unknown env type '{env_type}'")
 
     def check_modules(self) -> None:
         for mi, module in enumerate(self.doc.modules):
@@ -133,11 +144,21 @@ class _Checker:
             for wi, wave in enumerate(plan.waves):
                 self.check_selector(("rollout_plans", pi, "waves", wi, "select"), wave.select)
                 for gi, gate in enumerate(wave.gates):
-                    if gate.prometheus is not None:
+                    here: Path_ = ("rollout_plans", pi, "waves", wi, "gates", gi)
+                    metric = gate.prometheus or gate.compare
+                    if metric is None:
+                        continue
+                    kind = "prometheus" if gate.prometheus is not None else "compare"
+                    scope = GateScope(gate.prometheus.scope) if gate.prometheus is not None else GateScope.ENV
+                    for field in ("query", "landed"):
+                        template = getattr(metric, field)
                         try:
-                            check_template(gate.prometheus.query, GateScope(gate.prometheus.scope))
+                            if template is not None:
+                                check_template(template, scope)
                         except TemplateError as exc:
-                            self.add(("rollout_plans", pi, "waves", wi, "gates", gi, "prometheus", "query"), str(exc))
+                            self.add((*here, kind, field), str(exc))
+                    if gate.compare is not None and gate.compare.baseline is not None:
+                        self.check_selector((*here, "compare", "baseline"), gate.compare.baseline)
 
     def check_selector(self, here: Path_, sel: SelectorDoc) -> None:
         types = [sel.env_type] if isinstance(sel.env_type, str) else (sel.env_type or [])

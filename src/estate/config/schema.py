@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from estate.domain.alerts import parse_matchers
+from estate.domain.change_windows import parse_clock, parse_days, zone
 from estate.domain.ids import ID_RULE
+from estate.errors import InputError
 
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Id = Annotated[str, Field(pattern=ID_PATTERN, description=f"an ID: {ID_RULE}")]
@@ -77,10 +80,30 @@ class EngineSettings(_Strict):
     heartbeat_timeout: Duration = Field(30, description="a runner silent this long is presumed dead; its run moves")
 
 
+class OidcSettings(_Strict):
+    issuer: str = Field(min_length=1, description="the `iss` every token must carry, e.g. https://sso.example/realms/x")
+    audience: str = Field(min_length=1, description="the `aud` every token must carry (the client id)")
+    jwks_url: str = Field(pattern=r"^https?://", description="where the issuer publishes its signing keys")
+    subject_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+
+
+class AlertmanagerSettings(_Strict):
+    """Which labels of an alert name its environment (POST /api/v1/hooks/alertmanager)."""
+
+    project_label: str = Field("project", min_length=1, description="the label holding the project id")
+    env_label: str = Field("env", min_length=1, description="the label holding the environment id")
+    estate_env_label: str = Field(
+        "estate_env", min_length=1, description='one label holding "project/env"; wins over the two above'
+    )
+
+
 class Settings(_Strict):
     runner: RunnerSettings = RunnerSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     grafana: GrafanaSettings = GrafanaSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    oidc: OidcSettings | None = Field(None, description="accept bearer JWTs of this identity provider (SSO)")
     engine: EngineSettings = EngineSettings()
 
 
@@ -150,6 +173,12 @@ class SelectorDoc(_Strict):
     envs: list[str] | None = Field(None, description="env IDs or project/env references")
 
 
+_LANDED = (
+    "PromQL template that returns data once the new version reports, e.g. "
+    'pg_operator_info{env="{{ env.id }}", version="{{ rollout.version }}"}; until it does, samples do not count'
+)
+
+
 class PrometheusGateDoc(_Strict):
     query: str = Field(min_length=1, description="PromQL template: {{ env.id }}, {{ env.labels.region }}, ...")
     max: float | None = None
@@ -160,6 +189,8 @@ class PrometheusGateDoc(_Strict):
     no_data: Literal["fail", "inconclusive", "pass"] = "inconclusive"
     scope: Literal["env", "wave"] = "env"
     url: str | None = None
+    landed: str | None = Field(None, min_length=1, description=_LANDED)
+    landed_timeout: Duration = Field(600, description="how long to wait for `landed` before the gate is inconclusive")
 
     @model_validator(mode="after")
     def _has_condition(self) -> PrometheusGateDoc:
@@ -168,22 +199,90 @@ class PrometheusGateDoc(_Strict):
         return self
 
 
+RoleName = Literal["viewer", "deployer", "operator", "approver", "admin"]
+Subject = Annotated[
+    str,
+    Field(
+        pattern=r"^(group:)?[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$",
+        description="a user name (as the identity provider or token says it), or group:NAME",
+    ),
+]
+
+
+class CompareGateDoc(_Strict):
+    """The wave's environments (new version) against a baseline cohort still on the previous version."""
+
+    query: str = Field(min_length=1, description="PromQL template evaluated for every environment of both cohorts")
+    better: Literal["lower", "higher"] = Field("lower", description="which way the metric is healthier")
+    tolerance: Annotated[float, Field(ge=0)] | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")] = Field(
+        0, description="how much worse the new cohort may be: in the metric's unit, or '10%' of the baseline median"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="of the one-sided Mann-Whitney U test")
+    interval: Duration = 10
+    count: int = Field(3, ge=1, description="sampling rounds (every environment of both cohorts each round)")
+    min_samples: int = Field(6, ge=2, description="per cohort; fewer is inconclusive")
+    baseline: SelectorDoc | None = Field(
+        None, description="default: environments of the wave's env types that this rollout has not changed"
+    )
+    baseline_limit: int = Field(50, ge=1, le=1000, description="baseline environments sampled at most")
+    url: str | None = None
+    landed: str | None = Field(None, min_length=1, description=_LANDED)
+    landed_timeout: Duration = Field(600, description="how long to wait for `landed` before the gate is inconclusive")
+
+
 class ApprovalGateDoc(_Strict):
-    role: str = Field(min_length=1)
-    four_eyes: bool = False
+    role: RoleName = Field("approver", description="who may approve: anyone holding this role for the wave")
+    four_eyes: bool = Field(
+        False, description="the approver must be neither who started the rollout nor who last retargeted it"
+    )
 
 
 class GateDoc(_Strict):
     bake: Duration | None = None
     prometheus: PrometheusGateDoc | None = None
+    compare: CompareGateDoc | None = None
     approval: ApprovalGateDoc | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> GateDoc:
-        given = [k for k in ("bake", "prometheus", "approval") if getattr(self, k) is not None]
+        given = [k for k in ("bake", "prometheus", "compare", "approval") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a gate is exactly one of: bake, prometheus, approval")
+            raise ValueError("a gate is exactly one of: bake, prometheus, compare, approval")
         return self
+
+
+def _input_error_as_value_error(check: Any, value: Any) -> Any:
+    try:
+        return check(value)
+    except InputError as exc:
+        raise ValueError(exc.message) from None
+
+
+class ChangeWindowDoc(_Strict):
+    """Weekly hours in which the wave may start deployments (local time of `timezone`)."""
+
+    days: list[str] = Field(["mon-sun"], min_length=1, description="weekdays or ranges: [mon-fri], [sat, sun]")
+    start: str = Field(description="HH:MM (or HH:MM:SS), 24-hour local time")
+    end: str = Field(description="HH:MM; at or before `start`, the window runs past midnight")
+    timezone: str = Field("UTC", description="an IANA time zone, e.g. Europe/Berlin")
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        _input_error_as_value_error(parse_days, value)
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        _input_error_as_value_error(parse_clock, value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        _input_error_as_value_error(zone, value)
+        return value
 
 
 class WaveDoc(_Strict):
@@ -196,6 +295,9 @@ class WaveDoc(_Strict):
     gates: list[GateDoc] = []
     on_failure: Literal["halt", "rollback"] = "halt"
     auto_promote: bool = False
+    change_windows: list[ChangeWindowDoc] = Field(
+        [], description="deploys start only inside one of these (default: any time); rollbacks are never held"
+    )
 
 
 class RolloutPlanDoc(_Strict):
@@ -203,13 +305,42 @@ class RolloutPlanDoc(_Strict):
     description: str = ""
     destructive: Literal["block", "warn"] = "block"
     waves: list[WaveDoc] = Field(min_length=1)
+    alert_selector: str | None = Field(
+        None,
+        min_length=1,
+        description='which firing alerts stop the line, as label matchers: severity=~"critical|page" (default: all)',
+    )
+    mark_defective_on_failure: bool = Field(
+        False, description="a version that fails a wave's gates (or an alert) is marked defective"
+    )
+
+    @field_validator("alert_selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            _input_error_as_value_error(parse_matchers, value)
+        return value
+
+
+class AccessScopeDoc(_Strict):
+    projects: list[Id] | None = Field(None, description="only these projects (default: all)")
+    env_types: list[Id] | None = Field(None, description="only these env types (default: all)")
+
+
+class AccessBindingDoc(_Strict):
+    role: RoleName
+    subjects: list[Subject] = Field(min_length=1)
+    scope: AccessScopeDoc = AccessScopeDoc()
 
 
 class Document(_Strict):
     """An estate-as-code document (one file, or the merge of a directory of *.yaml)."""
 
     settings: Settings = Settings()
-    roles: dict[str, list[str]] = {}
+    access: list[AccessBindingDoc] = []
+    roles: dict[RoleName, list[Subject]] = Field(
+        {}, description="shorthand: `approver: [bob]` is `access: [{role: approver, subjects: [bob]}]`"
+    )
     env_types: list[EnvTypeDoc] = []
     modules: list[ModuleDoc] = []
     module_rules: list[ModuleRuleDoc] = []

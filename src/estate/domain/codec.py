@@ -1,8 +1,9 @@
 """A generic JSON codec for the domain's frozen dataclasses, so specs and rollout state persist as data.
 
-Unions of dataclasses carry their class name under `"__type__"`; enums store their value; datetimes
-become ISO 8601 strings; tuples, frozensets and mappings become lists and objects. Fields marked
-`metadata={"derived": True}` are not stored (they are rebuilt on demand).
+Unions of dataclasses carry their class name under `"__type__"`; enums store their value; datetimes and
+times of day become ISO 8601 strings; tuples, frozensets, other sequences and mappings become lists and objects. A
+sequence class is rebuilt from its items when it says how (`item_type` and `from_items`, as `EnvTable`
+does). Fields marked `metadata={"derived": True}` are not stored (they are rebuilt on demand).
 
 Encoders and decoders are compiled once per type (a rollout of 10,000 environments is one value). Pure (no
 I/O): the store persists with it and the Temporal engine's data converter carries the same values.
@@ -14,9 +15,9 @@ import dataclasses
 import gc
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, time
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -52,13 +53,13 @@ def _encoder(cls: type) -> Codec:
         return encode_dataclass
     if issubclass(cls, Enum):
         return lambda value: value.value
-    if issubclass(cls, datetime):
+    if issubclass(cls, datetime | time):
         return lambda value: value.isoformat()
     if issubclass(cls, Mapping):
         return lambda value: {str(k): encode(v) for k, v in value.items()}
     if issubclass(cls, frozenset | set):
         return lambda value: sorted(encode(v) for v in value)
-    if issubclass(cls, list | tuple):
+    if issubclass(cls, Sequence):
         return lambda value: [encode(v) for v in value]
     return lambda value: value
 
@@ -111,8 +112,14 @@ def _build(hint: Any) -> Codec:
         return _dataclass(hint)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint
+    if isinstance(hint, type) and hasattr(hint, "from_items") and hasattr(hint, "item_type"):
+        item = _decoder(hint.item_type)
+        build = hint.from_items
+        return lambda data: build(map(item, data))
     if hint is datetime:
         return datetime.fromisoformat
+    if hint is time:
+        return time.fromisoformat
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             item = _decoder(args[0])

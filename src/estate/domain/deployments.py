@@ -157,6 +157,8 @@ class Deployment:
     retryable: bool = False  # errored for a reason that may pass by itself (environment busy, store unavailable)
     retried_by: int | None = None  # the deployment that redid this interrupted one
     holder: str | None = None  # the process that runs (or will run) it: `host:pid`
+    apply_plan: int | None = None  # a deploy: the plan deployment whose saved plan to apply if still valid
+    plan_source: str | None = None  # how the plan it applied was made ("saved plan of deployment 12", ...)
     pool: str | None = None  # the runner pool it was sent to (Temporal engine); None: the local runner
 
     @property

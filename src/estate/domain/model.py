@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from estate.domain.access import Binding
 from estate.domain.ids import EnvRef
+from estate.domain.lifecycle import Lifecycle
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import ModuleRule
 from estate.domain.runner_rules import RunnerRule
@@ -68,6 +70,8 @@ class ModuleVersion:
     version: str
     source: str
     inputs: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
+    lifecycle: Lifecycle = Lifecycle.PUBLISHED
+    lifecycle_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Estate:
     modules: tuple[Module, ...] = ()
     rules: tuple[ModuleRule, ...] = ()
     plans: tuple[RolloutPlan, ...] = ()
-    roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
+    access: tuple[Binding, ...] = ()  # who holds which role where
     settings: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
     runner_rules: tuple[RunnerRule, ...] = ()  # which runner pool runs each environment's Terraform
 

@@ -32,19 +32,24 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from estate.domain.alerts import AlertEffect, FiredAlert
+from estate.domain.cohort import evaluate_compare
 from estate.domain.deployments import DeploymentKind, DeploymentStatus
-from estate.domain.gate_eval import evaluate, subjects
-from estate.domain.plans import ApprovalGate, PrometheusGate
+from estate.domain.gate_eval import evaluate, more_rounds, subjects
+from estate.domain.ids import EnvRef
+from estate.domain.plans import ApprovalGate, CompareGate, OnFailure, PrometheusGate
 from estate.domain.rollout_events import (
     COMMANDS,
     TARGET,
     Abort,
     Action,
+    AlertFired,
     Approve,
     Command,
     DeploymentFinished,
     DeploymentStarted,
     Event,
+    FreezesChanged,
     GateSampled,
     Observation,
     Pause,
@@ -68,6 +73,8 @@ from estate.domain.rollout_progress import (
     enter,
     finalize_action,
     gate_action,
+    gate_failed,
+    hold_wake,
     queue_for_rollback,
     reset_after,
     retry_later,
@@ -134,12 +141,14 @@ class Decision:
     """The outcome of one event: the new state, what to do, what to log, or why it was refused.
 
     For an observation, `refused` means it was ignored as stale (a deployment or gate evaluation the
-    state no longer waits for)."""
+    state no longer waits for). `touched` names the environments whose record may differ from the old
+    state's: all a store has to write besides the rollout's own small record."""
 
     state: RolloutState
     actions: tuple[Action, ...] = ()
     log: tuple[Transition, ...] = ()
     refused: str | None = None
+    touched: frozenset[EnvRef] = frozenset()
 
 
 def decide(state: RolloutState, event: Event, now: datetime) -> Decision:
@@ -150,11 +159,17 @@ def decide(state: RolloutState, event: Event, now: datetime) -> Decision:
     refusal = _HANDLERS[type(event)](draft, event)
     if refusal is not None:
         return Decision(state, refused=refusal)
-    if isinstance(event, COMMANDS) and draft.state == state:  # the command's effect already holds
+    if isinstance(event, COMMANDS) and _unchanged(draft, state):  # the command's effect already holds
         return Decision(state)
     settle(draft, retry_gate=isinstance(event, Tick))
     sync_phase(draft, state.phase)
-    return Decision(draft.state, tuple(draft.actions), tuple(draft.log))
+    return Decision(draft.state, tuple(draft.actions), tuple(draft.log), touched=frozenset(draft.touched))
+
+
+def _unchanged(draft: Draft, state: RolloutState) -> bool:
+    """`draft.state == state`, comparing only the environments the draft touched."""
+    new = draft.state
+    return replace(new, envs=state.envs) == state and all(new.env(r) == state.env(r) for r in draft.touched)
 
 
 def decide_observations(state: RolloutState, events: Sequence[Observation], now: datetime) -> Decision:
@@ -175,7 +190,8 @@ def decide_observations(state: RolloutState, events: Sequence[Observation], now:
             refusals.append(refusal)
     settle(draft, retry_gate=any(isinstance(e, Tick) for e in events))
     sync_phase(draft, state.phase)
-    return Decision(draft.state, tuple(draft.actions), tuple(draft.log), "\n".join(refusals) or None)
+    refused = "\n".join(refusals) or None
+    return Decision(draft.state, tuple(draft.actions), tuple(draft.log), refused, frozenset(draft.touched))
 
 
 def outstanding(state: RolloutState) -> tuple[Action, ...]:
@@ -185,13 +201,40 @@ def outstanding(state: RolloutState) -> tuple[Action, ...]:
         for e in state.envs
         if e.key is not None and e.target is not None and e.kind is not None
     ]
-    gate = gate_action(state, state.current_wave) if state.phase not in FROZEN else None
-    if gate is not None:
-        actions.append(gate)
-    actions += [retry_wake(state, e) for e in state.envs_of(state.current) if e.key is None and e.retry_at is not None]
+    if state.phase not in FROZEN:  # a paused rollout samples nothing and releases nothing until it resumes
+        actions += _driven(state)
+    actions += _backoffs(state)
     if state.phase is Phase.COMPLETED:
         actions.append(finalize_action(state))
     return tuple(actions)
+
+
+def wakes(state: RolloutState) -> tuple[Action, ...]:
+    """The timers the state waits on, whatever its phase: its exit gate's next sampling round or the end of a
+    bake, the end of a hold, back-offs after transient errors. An engine keeps no other timer."""
+    return (*_driven(state), *_backoffs(state))
+
+
+def _driven(state: RolloutState) -> list[Action]:
+    wave = state.current_wave
+    return [a for a in (gate_action(state, wave), hold_wake(state, wave)) if a is not None]
+
+
+def _backoffs(state: RolloutState) -> list[Action]:
+    return [retry_wake(state, e) for e in state.envs.waiting() if e.wave == state.current and e.key is None]
+
+
+def acts_on(state: RolloutState, command: Command) -> tuple[EnvRef, ...]:
+    """The environments a command would act on, as access control judges it: promote the next wave, roll back
+    or rerun the wave named (default: the current one), approve, pause, resume or abort the current wave, start
+    or retarget the whole rollout."""
+    if isinstance(command, Start | Retarget):
+        return tuple(e.env for e in state.envs)
+    if isinstance(command, Promote):
+        return state.wave(min(state.current + 1, len(state.waves))).envs
+    if isinstance(command, Rollback | Rerun) and command.wave is not None and 1 <= command.wave <= len(state.waves):
+        return state.wave(command.wave).envs
+    return state.current_wave.envs
 
 
 def _unfit(state: RolloutState, command: Command) -> str:
@@ -261,13 +304,14 @@ def _override(d: Draft, event: Approve) -> str | None:
 
 
 def _pause(d: Draft, event: Pause) -> str | None:
-    d.state = replace(d.state, phase=Phase.PAUSED)
+    if d.state.phase is not Phase.PAUSED:
+        d.state = replace(d.state, phase=Phase.PAUSED, reason=f"paused by {event.actor}")
     return None
 
 
 def _resume(d: Draft, event: Resume) -> str | None:
     if d.state.phase is Phase.PAUSED:
-        d.state = replace(d.state, phase=Phase.RUNNING)
+        d.state = replace(d.state, phase=Phase.RUNNING, reason="")
     return None
 
 
@@ -284,7 +328,7 @@ def _abort(d: Draft, event: Abort) -> str | None:
 def _retarget(d: Draft, event: Retarget) -> str | None:
     if event.version != d.state.version:
         d.note(TARGET, d.state.version, event.version)
-        d.state = replace(d.state, version=event.version)
+        d.state = replace(d.state, version=event.version, retargeted_by=event.actor)
     return None
 
 
@@ -337,13 +381,26 @@ def _check_wave_number(state: RolloutState, n: int, verb: str) -> str | None:
 
 
 def _may_approve(state: RolloutState, event: Approve, role: str, four_eyes: bool) -> bool:
-    return role in event.roles and not (four_eyes and event.actor == state.started_by)
+    return role in event.roles and not (four_eyes and _chose_what_is_deployed(state, event.actor))
+
+
+def _chose_what_is_deployed(state: RolloutState, actor: str) -> str | None:
+    """Why four-eyes excludes `actor`: they started the rollout, or last retargeted it; None otherwise."""
+    if actor == state.started_by:
+        return "who started the rollout"
+    if actor == state.retargeted_by:
+        return f"who last retargeted it (to {state.version})"
+    return None
 
 
 def _why_not_approver(state: RolloutState, event: Approve, n: int, gates: Sequence[tuple[int, ApprovalGate]]) -> str:
     roles = sorted({g.role for _, g in gates})
-    if any(g.role in event.roles and g.four_eyes for _, g in gates) and event.actor == state.started_by:
-        return f"four-eyes: wave {n} must be approved by someone other than {state.started_by}, who started the rollout"
+    excluded = _chose_what_is_deployed(state, event.actor)
+    if any(g.role in event.roles and g.four_eyes for _, g in gates) and excluded:
+        return (
+            f"four-eyes: wave {n} must be approved by someone other than {event.actor}, {excluded}: "
+            "whoever chose what is deployed cannot approve it"
+        )
     if not gates:
         return f"wave {n} has no approval gate waiting"
     return f"{event.actor} does not hold a role that approves wave {n} ({', '.join(roles)})"
@@ -357,7 +414,7 @@ def _deployment_started(d: Draft, event: DeploymentStarted) -> str | None:
     if env is None or env.key != event.key:
         return f"stale: no deployment {event.key} is in flight for {event.env}"
     if env.deployment_id != event.deployment_id:
-        d.env_to(env, env.status, deployment_id=event.deployment_id)
+        d.put_env(replace(env, deployment_id=event.deployment_id))
     return None
 
 
@@ -382,7 +439,7 @@ def _deployment_finished(d: Draft, event: DeploymentFinished) -> str | None:
         why = f"rollback failed: {event.reason}"
         d.env_to(env, EnvStatus.FAILED, why, reason=why, **done)
     elif event.succeeded:
-        d.env_to(env, EnvStatus.SUCCEEDED, version=env.target, reason=event.reason, **done)
+        d.env_to(env, EnvStatus.SUCCEEDED, version=env.target, reason=event.reason, finished_at=d.now, **done)
     else:
         d.env_to(env, EnvStatus.FAILED, event.reason, reason=event.reason, **done)
     if rolling_back and not rollback:  # a deploy that ended while its wave rolls back is rolled back too
@@ -400,17 +457,68 @@ def _gate_sampled(d: Draft, event: GateSampled) -> str | None:
         return f"stale: wave {event.wave} is not waiting for gate sample {event.key}"
     wave = replace(wave, rounds=wave.rounds + 1, samples=wave.samples + event.samples)
     gate = state.spec(wave.number).gates[action.gate_index]
-    assert isinstance(gate, PrometheusGate)
-    if wave.rounds < gate.count:
+    assert isinstance(gate, PrometheusGate | CompareGate)
+    expected = subjects(gate, state.spec(wave.number).name, [str(e) for e in action.envs])
+    if more_rounds(gate, wave.rounds, wave.samples, expected):
         d.put_wave(wave)
         d.actions.append(gate_action(d.state, wave) or action)
         return None
-    expected = subjects(gate, state.spec(wave.number).name, [str(e) for e in action.envs])
-    judgement = evaluate(gate, wave.samples, expected)
+    if isinstance(gate, CompareGate):
+        judgement = evaluate_compare(gate, wave.samples, expected)
+    else:
+        judgement = evaluate(gate, wave.samples, expected)
     record = GateRecord(action.gate_index, judgement.verdict, d.now, judgement.reason, judgement)
     d.put_wave(replace(wave, samples=(), gates=(*wave.gates, record)))
     d.note(Subject.of_wave(wave.number, action.gate_index), "evaluating", judgement.verdict)
     return None
+
+
+def _freezes_changed(d: Draft, event: FreezesChanged) -> str | None:
+    if event.freezes != d.state.freezes:
+        d.state = replace(d.state, freezes=event.freezes)
+    return None
+
+
+#: Phases of the current wave in which an alert for one of its environments stops the line (a gate failure).
+_STOPPABLE = frozenset(
+    {WavePhase.AWAITING_APPROVAL, WavePhase.DEPLOYING, WavePhase.VERIFYING, WavePhase.AWAITING_PROMOTION}
+)
+
+
+def _alert_fired(d: Draft, event: AlertFired) -> str | None:
+    """An alert firing for an environment of the current wave fails that wave (its `on_failure` applies); for
+    an environment this rollout already changed in another wave, it pauses the rollout. Each firing acts once
+    (Alertmanager repeats its notifications); a resolved alert never reaches here."""
+    state, alert = d.state, event.alert
+    env = state.env(event.env)
+    if state.phase.is_terminal:
+        return f"rollout {state.id} is over: alert {alert.name} ignored"
+    if env is None:
+        return f"{event.env} is not in rollout {state.id}: alert {alert.name} ignored"
+    if any(a.alert.key == alert.key for w in state.waves for a in w.alerts):
+        return None  # the same firing, notified again: it already acted
+    n, current = env.wave, state.current_wave
+    why = f"alert {alert.name} firing for {env.env}"
+    if n == current.number:  # a wave that already stopped (halted, rolling back) only keeps the evidence
+        effect = AlertEffect.FAILED_WAVE if current.phase in _STOPPABLE else AlertEffect.RECORDED
+    elif n > current.number and not env.changed:
+        return f"{env.env} is in wave {n}, which rollout {state.id} has not deployed: alert {alert.name} ignored"
+    elif state.phase in _PAUSABLE and current.phase is not WavePhase.ROLLING_BACK:
+        effect = AlertEffect.PAUSED
+    else:
+        effect = AlertEffect.RECORDED
+    wave = state.wave(n)
+    d.put_wave(replace(wave, alerts=(*wave.alerts, FiredAlert(alert, env.env, d.now, effect, wave.run))))
+    if effect is AlertEffect.FAILED_WAVE:
+        if state.phase is Phase.PAUSED and state.spec(n).on_failure is OnFailure.ROLLBACK:
+            d.state = replace(d.state, phase=Phase.RUNNING, reason="")  # rolling back is an order to act now
+        gate_failed(d, n, why, f"alert {alert.name}")
+    elif effect is AlertEffect.PAUSED:
+        d.state = replace(d.state, phase=Phase.PAUSED, reason=f"{why} (wave {n}, already deployed): paused")
+    return None
+
+
+_PAUSABLE = frozenset({Phase.RUNNING, Phase.AWAITING_APPROVAL, Phase.AWAITING_PROMOTION})
 
 
 def _tick(d: Draft, event: Tick) -> str | None:
@@ -432,5 +540,7 @@ _HANDLERS: Mapping[type[Any], Callable[[Draft, Any], str | None]] = MappingProxy
         DeploymentFinished: _deployment_finished,
         GateSampled: _gate_sampled,
         Tick: _tick,
+        FreezesChanged: _freezes_changed,
+        AlertFired: _alert_fired,
     }
 )

@@ -3,7 +3,8 @@
 Every event is one frozen dataclass, so fields can be added later without breaking callers.
 
 - **Commands** come from a human (CLI, API) and carry the `actor`.
-- **Observations** come from the engine: what a runner or a gate reported, or that time passed.
+- **Observations** come from the engine: what a runner or a gate reported, that time passed, that the
+  freezes changed; or, through the rollout's inbox, that Alertmanager reported a firing alert.
 - **Actions** are what the engine must do next. Each carries a deterministic `key`; performing an
   action twice with one key must have the effect of performing it once, so an engine that crashed
   after persisting the state can simply perform the outstanding actions again.
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from estate.domain.alerts import Alert
 from estate.domain.deployments import DeploymentKind, DeploymentStatus
+from estate.domain.freezes import Freeze
 from estate.domain.gate_eval import Sample
 from estate.domain.ids import EnvRef
-from estate.domain.plans import PrometheusGate
+from estate.domain.plans import MetricGate
 
 # -- commands ------------------------------------------------------------------------------------
 
@@ -145,11 +148,29 @@ class GateSampled:
 
 @dataclass(frozen=True)
 class Tick:
-    """Time passed: bakes, sampling intervals and retry back-offs may have elapsed."""
+    """Time passed: bakes, sampling intervals, retry back-offs, freezes and change windows may have ended."""
 
 
-Observation = DeploymentStarted | DeploymentFinished | GateSampled | Tick
+@dataclass(frozen=True)
+class FreezesChanged:
+    """The freezes in force are now `freezes` (the engine read them from the store)."""
+
+    freezes: tuple[Freeze, ...]
+
+
+@dataclass(frozen=True)
+class AlertFired:
+    """Alertmanager reported `alert` firing for `env` of this rollout; `actor` is who delivered it (the webhook's
+    authenticated subject). Queued in the rollout's inbox like a command."""
+
+    alert: Alert
+    env: EnvRef
+    actor: str
+
+
+Observation = DeploymentStarted | DeploymentFinished | GateSampled | Tick | FreezesChanged | AlertFired
 Event = Command | Observation
+Queued = Command | AlertFired  # what a rollout's inbox holds
 
 # -- actions -------------------------------------------------------------------------------------
 
@@ -169,17 +190,23 @@ class StartDeployment:
 
 @dataclass(frozen=True)
 class SampleGate:
-    """Take sampling round `round` of Prometheus exit gate `gate_index` of `wave` over `envs`, not before
+    """Take sampling round `round` of metric exit gate `gate_index` of `wave` over `envs`, not before
     `not_before`, and report `GateSampled` with the same key. One query per subject, no waiting: the
-    machine spaces the rounds `interval` apart and judges them once the last one is in."""
+    machine spaces the rounds `interval` apart and judges them once the last one is in. A compare gate also
+    samples its baseline, picked among `candidates` (environments this rollout has not changed); `windows`
+    gives each environment's seconds since its deployment finished, as of `not_before`."""
 
     key: str
     wave: int
     gate_index: int
     round: int
-    gate: PrometheusGate
+    gate: MetricGate
     envs: tuple[EnvRef, ...]
     not_before: datetime
+    candidates: tuple[EnvRef, ...] = ()
+    windows: tuple[tuple[EnvRef, int], ...] = ()
+    module: str = ""
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,7 +226,18 @@ class Finalize:
     version: str
 
 
-Action = StartDeployment | SampleGate | WakeAt | Finalize
+@dataclass(frozen=True)
+class MarkDefective:
+    """`module@version` failed a wave's gates in a plan with `mark_defective_on_failure`: mark it defective with
+    `reason` (in the transaction that records the failure; a version already defective stays as it is)."""
+
+    key: str
+    module: str
+    version: str
+    reason: str
+
+
+Action = StartDeployment | SampleGate | WakeAt | Finalize | MarkDefective
 
 # -- log -----------------------------------------------------------------------------------------
 

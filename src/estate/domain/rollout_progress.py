@@ -2,9 +2,10 @@
 
 `estate.domain.rollout` handles each event, then calls `settle` here, which drives the current wave
 as far as it can go without new input: start deployments up to `max_parallel` (an environment that
-errored transiently waits out its back-off first), apply `on_failure` once failures exceed the
+errored transiently waits out its back-off first; none while a freeze covers its env type or the wave is
+outside its change windows: the wave is *held* and says until when), apply `on_failure` once failures exceed the
 tolerance, halt on an error that will not pass by itself, run exit gates one after the other (bake
-timed with `now`, Prometheus sampled round by round by the engine, judged here), promote
+timed with `now`, metric gates sampled round by round by the engine, judged here), promote
 automatically, finalize after the last wave. Every step that starts something appends an action,
 every change of phase or status a log `Transition`. Pure, like the rest of the machine: no I/O, no
 clock, no randomness; waiting is a `WakeAt` action, never a sleep.
@@ -19,12 +20,15 @@ from types import MappingProxyType
 from typing import Any
 
 from estate.domain.deployments import DeploymentKind
+from estate.domain.freezes import Hold, freeze_hold, window_hold
 from estate.domain.gate_eval import Verdict
-from estate.domain.plans import BakeGate, OnFailure, PrometheusGate
+from estate.domain.ids import EnvRef
+from estate.domain.plans import BakeGate, CompareGate, OnFailure, PrometheusGate, Wave, gate_kind
 from estate.domain.rollout_events import (
     ROLLOUT,
     Action,
     Finalize,
+    MarkDefective,
     SampleGate,
     StartDeployment,
     Subject,
@@ -53,6 +57,13 @@ FROZEN = frozenset({Phase.PENDING, Phase.PAUSED, Phase.COMPLETED, Phase.ABORTED}
 WAITING = frozenset(
     {Phase.PENDING, Phase.PAUSED, Phase.AWAITING_APPROVAL, Phase.AWAITING_PROMOTION, Phase.HALTED, Phase.FAILED}
 )
+
+
+def held(state: RolloutState) -> bool:
+    """The current wave is held back (a freeze, outside its change windows) with nothing of it in flight."""
+    wave = state.current_wave
+    return bool(wave.hold) and wave.phase is WavePhase.DEPLOYING and not state.in_flight(wave.number)
+
 
 _PHASE_OF_WAVE: Mapping[WavePhase, RolloutPhase] = MappingProxyType(
     {
@@ -89,6 +100,7 @@ class Draft:
         self.actor = actor
         self.actions: list[Action] = []
         self.log: list[Transition] = []
+        self.touched: set[EnvRef] = set()  # environments whose record was replaced
 
     def note(self, subject: Subject, before: str, after: str, reason: str = "") -> None:
         self.log.append(Transition(self.now, subject, before, after, reason, self.actor))
@@ -102,12 +114,19 @@ class Draft:
         wave = self.state.wave(number)
         if wave.phase != phase:
             self.note(Subject.of_wave(number), wave.phase, phase, reason)
+            changes = {"hold": "", "hold_until": None, **changes}  # only a deploying wave is held
         self.put_wave(replace(wave, phase=phase, reason=reason, **changes))
 
     def env_to(self, env: EnvState, status: EnvStatus, why: str = "", **changes: Any) -> None:
         if env.status != status:
             self.note(Subject(SubjectKind.ENV, env=env.env), env.status, status, why)
-        self.state = self.state.with_env(replace(env, status=status, **changes))
+        self.put_env(replace(env, status=status, **changes))
+
+    def put_env(self, env: EnvState) -> None:
+        state = self.state.with_env(env)
+        if state is not self.state:
+            self.touched.add(env.env)
+            self.state = state
 
 
 def approved(wave: WaveState) -> set[int]:
@@ -150,28 +169,82 @@ def _drive_approval(d: Draft, wave: WaveState) -> bool:
 
 
 def _drive_deploy(d: Draft, wave: WaveState) -> bool:
-    spec, envs = d.state.spec(wave.number), d.state.envs_of(wave.number)
-    failed = sum(1 for e in envs if e.status is EnvStatus.FAILED)  # errored environments never count
-    if failed > spec.failure_tolerance.allowed(len(envs)):
-        reason = f"{failed} of {len(envs)} environments failed (tolerance {spec.failure_tolerance})"
-        _on_failure(d, wave.number, reason)
+    n, spec, envs = wave.number, d.state.spec(wave.number), d.state.envs
+    total = len(wave.envs)
+    failed = envs.count(n, EnvStatus.FAILED)  # errored environments never count
+    if failed > spec.failure_tolerance.allowed(total):
+        reason = f"{failed} of {total} environments failed (tolerance {spec.failure_tolerance})"
+        _on_failure(d, n, reason)
         return True
-    in_flight = sum(1 for e in envs if e.status.in_flight)
-    errored = [e for e in envs if e.status is EnvStatus.ERRORED]
-    if errored:  # start nothing more; once the wave is quiet, a human decides
+    in_flight = d.state.in_flight(n)
+    if envs.count(n, EnvStatus.ERRORED):  # start nothing more; once the wave is quiet, a human decides
         if in_flight:
             return False
-        d.wave_to(wave.number, WavePhase.ERRORED, _errored_reason(errored))
+        errored = [e for e in d.state.envs_of(n) if e.status is EnvStatus.ERRORED]
+        d.wave_to(n, WavePhase.ERRORED, _errored_reason(errored))
         return True
-    pending = [e for e in envs if e.status is EnvStatus.PENDING]
-    ready = [e for e in pending if e.retry_at is None or e.retry_at <= d.now]
-    for env in ready[: max(max(spec.max_parallel, 1) - in_flight, 0)]:
+    pending = envs.count(n, EnvStatus.PENDING)
+    starting, hold = _startable(d, n, spec, max(max(spec.max_parallel, 1) - in_flight, 0), pending)
+    _hold(d, n, hold)
+    for env in starting:
         _start_deployment(d, env, DeploymentKind.DEPLOY)
     if pending or in_flight:
         return False
     d.wave_to(wave.number, WavePhase.VERIFYING, verify_started_at=d.now)
     _next_gate(d, wave.number)
     return True
+
+
+def _startable(d: Draft, n: int, spec: Wave, slots: int, pending: int) -> tuple[list[EnvState], Hold | None]:
+    """The environments of wave `n` to deploy now (at most `slots`), and what holds the others back: the wave's
+    change windows, or freezes of their env types."""
+    if not pending:
+        return [], None
+    closed = window_hold(spec.change_windows, d.now)
+    if closed is not None:
+        return [], closed
+    envs, types = d.state.envs, d.state.wave(n).env_types
+    holds: dict[str, Hold | None] = {t: freeze_hold(d.state.freezes, t, d.now) for t in types}
+    if types and not any(holds.values()):
+        return envs.next_up(n, d.now, slots), None  # no freeze covers this wave: no need to look at each
+    if types and all(holds.values()):
+        return [], next(h for h in holds.values() if h is not None)  # every environment of it is frozen
+    free: list[EnvState] = []
+    held: Hold | None = None
+    for env in envs.next_up(n, d.now, pending):  # some are frozen, some not: look at each candidate
+        if env.env_type not in holds:
+            holds[env.env_type] = freeze_hold(d.state.freezes, env.env_type, d.now)
+        frozen = holds[env.env_type]
+        if frozen is None:
+            free.append(env)
+        elif held is None:
+            held = frozen
+        if len(free) >= slots and held is not None:
+            break
+    return free[:slots], held
+
+
+def _hold(d: Draft, n: int, hold: Hold | None) -> None:
+    """Record what holds wave `n` back (or that nothing does any more), and wake up when it may end."""
+    wave = d.state.wave(n)
+    text, until = (hold.reason, hold.until) if hold else ("", None)
+    if (wave.hold, wave.hold_until) == (text, until):
+        return
+    if text and not wave.hold:
+        d.note(Subject.of_wave(n), wave.phase, "held", text)
+    elif wave.hold and not text:
+        d.note(Subject.of_wave(n), "held", wave.phase, "no longer held")
+    d.put_wave(replace(wave, hold=text, hold_until=until))
+    wake = hold_wake(d.state, d.state.wave(n))
+    if wake is not None:
+        d.actions.append(wake)
+
+
+def hold_wake(state: RolloutState, wave: WaveState) -> WakeAt | None:
+    """The timer that ends a hold by itself (a freeze with an end, the next change window)."""
+    if wave.hold_until is None or wave.phase is not WavePhase.DEPLOYING:
+        return None
+    return WakeAt(f"{state.id}:wave-{wave.number}:run-{wave.run}:hold-{wave.hold_until.isoformat()}", wave.hold_until)
 
 
 def _errored_reason(errored: list[EnvState]) -> str:
@@ -193,7 +266,7 @@ def _drive_verify(d: Draft, wave: WaveState) -> bool:
     if record.verdict is Verdict.PASSED:
         _next_gate(d, n)
     elif record.verdict is Verdict.FAILED:
-        _on_failure(d, n, f"gate {index} failed")
+        gate_failed(d, n, f"gate {index} failed", f"gate {index} ({gate_kind(gate)})")
     else:
         d.wave_to(n, WavePhase.INCONCLUSIVE, f"gate {index} was inconclusive")
     return True
@@ -213,15 +286,10 @@ def _drive_rollback(d: Draft, wave: WaveState) -> bool:
     n, spec = wave.number, d.state.spec(wave.number)
     in_flight = d.state.in_flight(n)
     slots = max(max(spec.max_parallel, 1) - in_flight, 0)
-    ready = [r for r in wave.rollback_queue if _ready(d.state.env(r), d.now)]
-    starting = ready[:slots]
-    rest = tuple(r for r in wave.rollback_queue if r not in starting)
-    d.put_wave(replace(wave, rollback_queue=rest))
-    for ref in starting:
-        env = d.state.env(ref)
-        if env is not None:
-            _start_deployment(d, env, DeploymentKind.ROLLBACK)
-    if rest or in_flight or starting:
+    starting = d.state.envs.next_up(n, d.now, slots, rollback=True)
+    for env in starting:
+        _start_deployment(d, env, DeploymentKind.ROLLBACK)
+    if d.state.envs.queued(n) or in_flight or starting:
         return False
     stuck = [str(e.env) for e in d.state.envs_of(n) if e.changed]
     if stuck:
@@ -229,10 +297,6 @@ def _drive_rollback(d: Draft, wave: WaveState) -> bool:
     else:
         d.wave_to(n, WavePhase.ROLLED_BACK, wave.reason)
     return True
-
-
-def _ready(env: EnvState | None, now: datetime) -> bool:
-    return env is not None and (env.retry_at is None or env.retry_at <= now)
 
 
 def _start_deployment(d: Draft, env: EnvState, kind: DeploymentKind) -> None:
@@ -253,6 +317,7 @@ def _start_deployment(d: Draft, env: EnvState, kind: DeploymentKind) -> None:
         changed=env.changed or deploy,
         reason="",
         retry_at=None,
+        queued=False,
     )
     d.actions.append(StartDeployment(key, env.env, d.state.module, version, kind))
 
@@ -281,6 +346,18 @@ def retry_wake(state: RolloutState, env: EnvState) -> WakeAt:
     return WakeAt(f"{state.id}:{env.env}:retry-{env.errors}", env.retry_at)
 
 
+def gate_failed(d: Draft, n: int, reason: str, what: str) -> None:
+    """A gate of wave `n` said no (`what` failed, a gate or an alert): apply `on_failure`; with the plan's
+    `mark_defective_on_failure`, the version this run deployed is marked defective as well."""
+    _on_failure(d, n, reason)
+    state = d.state
+    if state.plan.mark_defective_on_failure:
+        wave = state.wave(n)
+        why = f"failed {what} of wave {n} ({state.spec(n).name}) in rollout {state.id}"
+        key = f"{state.id}:wave-{n}:run-{wave.run}:defective"
+        d.actions.append(MarkDefective(key, state.module, state.version, why))
+
+
 def _on_failure(d: Draft, n: int, reason: str) -> None:
     if d.state.spec(n).on_failure is OnFailure.ROLLBACK:
         begin_rollback(d, n, reason)
@@ -293,21 +370,20 @@ def begin_rollback(d: Draft, n: int, reason: str) -> None:
     (in-flight deploys join the queue when they end). On a wave already rolling back, this queues
     again the environments whose rollback failed, and changes nothing else."""
     wave, envs = d.state.wave(n), d.state.envs_of(n)
-    queue = tuple(e.env for e in envs if e.changed and not e.status.in_flight)
-    if wave.phase is WavePhase.ROLLING_BACK:
-        d.put_wave(replace(wave, rollback_queue=queue))
-        return
-    for env in envs:
-        if env.status is EnvStatus.PENDING and not env.changed:
-            d.env_to(env, EnvStatus.SKIPPED, "wave rolled back")
-    d.wave_to(n, WavePhase.ROLLING_BACK, reason, rollback_queue=queue, gate_index=None)
+    queue = [e for e in envs if e.changed and not e.status.in_flight]
+    if wave.phase is not WavePhase.ROLLING_BACK:
+        for env in envs:
+            if env.status is EnvStatus.PENDING and not env.changed:
+                d.env_to(env, EnvStatus.SKIPPED, "wave rolled back")
+    for env in queue:
+        queue_for_rollback(d, d.state.env(env.env) or env)
+    if wave.phase is not WavePhase.ROLLING_BACK:
+        d.wave_to(n, WavePhase.ROLLING_BACK, reason, gate_index=None)
 
 
 def queue_for_rollback(d: Draft, env: EnvState) -> None:
-    """`env` of a wave rolling back finished deploying: queue it, keeping the wave's order."""
-    wave = d.state.wave(env.wave)
-    queued = {*wave.rollback_queue, env.env}
-    d.put_wave(replace(wave, rollback_queue=tuple(r for r in wave.envs if r in queued)))
+    """`env` of a wave rolling back finished deploying: queue it (the queue keeps the wave's order)."""
+    d.put_env(replace(env, queued=True))
 
 
 def _next_gate(d: Draft, n: int) -> None:
@@ -346,11 +422,10 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
     """Make wave `n` current and start a fresh run of it (approval first when it has approval gates)."""
     wave = d.state.wave(n)
     for env in d.state.envs_of(n):
-        # An environment that is already fresh is left as it is: each replacement copies the environments,
-        # and a wave of 10,000 fresh ones would cost 10,000 copies (quadratic, seconds in a workflow task).
-        fresh_env = env.status is EnvStatus.PENDING and not (env.reason or env.retry_at or env.errors)
-        if not fresh_env and not (only_failed and env.status is EnvStatus.SUCCEEDED):
-            d.env_to(env, EnvStatus.PENDING, reason="", retry_at=None, errors=0)
+        if only_failed and env.status is EnvStatus.SUCCEEDED:
+            d.put_env(replace(env, queued=False))
+        elif not _fresh(env):
+            d.env_to(env, EnvStatus.PENDING, reason="", retry_at=None, errors=0, queued=False)
     d.state = replace(d.state, current=n)
     fresh: dict[str, Any] = {
         "run": wave.run + 1,
@@ -362,7 +437,8 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
         "gates": (),
         "approvals": (),
         "overridden_by": None,
-        "rollback_queue": (),
+        "hold": "",
+        "hold_until": None,
     }
     d.put_wave(replace(wave, **fresh))
     if not wave.envs:
@@ -371,6 +447,11 @@ def enter(d: Draft, n: int, only_failed: bool = False) -> None:
         d.wave_to(n, WavePhase.AWAITING_APPROVAL)
     else:
         d.wave_to(n, WavePhase.DEPLOYING)
+
+
+def _fresh(env: EnvState) -> bool:
+    """Pending as a new wave run leaves it (checked first: entering a large wave rewrites nothing)."""
+    return env.status is EnvStatus.PENDING and not (env.reason or env.retry_at or env.errors or env.queued)
 
 
 def reset_after(d: Draft, n: int, reason: str) -> None:
@@ -384,6 +465,8 @@ def sync_phase(d: Draft, before: RolloutPhase) -> None:
     state = d.state
     phase = state.phase if state.phase in FROZEN else _PHASE_OF_WAVE[state.current_wave.phase]
     reason = state.current_wave.reason if phase in (Phase.HALTED, Phase.FAILED) else ""
+    if phase is Phase.PAUSED:
+        reason = state.reason  # who paused it, or the alert that did
     if phase != before:
         d.note(ROLLOUT, before, phase, reason)
     d.state = replace(state, phase=phase, reason=reason)
@@ -401,11 +484,31 @@ def gate_action(state: RolloutState, wave: WaveState) -> Action | None:
     key = f"{state.id}:wave-{wave.number}:run-{wave.run}:gate-{index}"
     if isinstance(gate, BakeGate):
         return WakeAt(f"{key}:wake", _bake_ends(wave, gate))
-    if isinstance(gate, PrometheusGate):
-        envs = tuple(e.env for e in state.envs_of(wave.number) if e.status is EnvStatus.SUCCEEDED)
+    if isinstance(gate, PrometheusGate | CompareGate):
+        done = [e for e in state.envs_of(wave.number) if e.status is EnvStatus.SUCCEEDED]
         started = wave.gate_started_at or state.created_at
         not_before = started + timedelta(seconds=gate.interval_seconds * wave.rounds)
-        return SampleGate(f"{key}:round-{wave.rounds}", wave.number, index, wave.rounds, gate, envs, not_before)
+        landed = [e.finished_at for e in done if e.finished_at is not None]
+        if landed:  # a window never reaches back before a deployment finished: at least a second after the last
+            not_before = max(not_before, max(landed) + timedelta(seconds=1))
+        fallback = wave.verify_started_at or not_before
+        windows = tuple((e.env, int((not_before - (e.finished_at or fallback)).total_seconds())) for e in done)
+        candidates: tuple[EnvRef, ...] = ()
+        if isinstance(gate, CompareGate):
+            candidates = tuple(e.env for e in state.envs if e.wave != wave.number and not e.changed)
+        return SampleGate(
+            f"{key}:round-{wave.rounds}",
+            wave.number,
+            index,
+            wave.rounds,
+            gate,
+            tuple(e.env for e in done),
+            not_before,
+            candidates=candidates,
+            windows=windows,
+            module=state.module,
+            version=state.version,
+        )
     return None
 
 

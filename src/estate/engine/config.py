@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from estate.domain.gate_eval import Sample
-from estate.domain.model import Environment
-from estate.domain.plans import PrometheusGate
+from estate.domain.gate_eval import Sample, SamplingRound
 from estate.domain.rollout_events import Transition
 from estate.domain.rollout_state import RolloutState
 from estate.runners.ports import Runner
@@ -21,15 +19,16 @@ from estate.store import Store
 from estate.store.holders import process_identity
 
 LEASE_TTL = timedelta(seconds=30)
-POLL_SECONDS = 0.25  # how often an idle engine looks for queued commands
+POLL_SECONDS = 0.25  # how often an engine looks for commands queued by another process
+BATCH_SECONDS = 0.1  # at least this long between two turns of a host while deployments are in flight
 DISCOVER_SECONDS = 1.0  # how often an engine host looks for rollouts nobody drives
 
 
 class GateSampler(Protocol):
-    """One sampling round of a Prometheus gate: one query per subject, no waiting (the state machine spaces
-    the rounds). Failures come back as samples with an error, never as exceptions."""
+    """One sampling round of a metric gate: the queries `plan_queries(round)` lists, no waiting (the state
+    machine spaces the rounds). Failures come back as samples with an error, never as exceptions."""
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]: ...
+    def sample(self, round: SamplingRound) -> list[Sample]: ...
 
 
 Observer = Callable[[RolloutState, Transition], None]  # e.g. Grafana annotations, the server's event stream
@@ -49,4 +48,5 @@ class EngineConfig:
     holder: str = field(default_factory=process_identity)
     lease_ttl: timedelta = LEASE_TTL
     poll_seconds: float = POLL_SECONDS
+    batch_seconds: float = BATCH_SECONDS  # results that arrive this close together are decided in one turn
     sleep: Callable[[float], None] = time.sleep  # idle waits; tests pass one that moves a fake clock

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -42,6 +43,8 @@ class EngineHost:
         self.ended: set[str] = set()  # rollouts this host saw end
         self._discovered_at: datetime | None = None
         self._beat_at: datetime | None = None
+        self._poked = True  # a command may wait in the inbox: read it in the next turn
+        self._turned_at = 0.0  # time.monotonic() when the last round of turns began
 
     def drive(self, rollout_id: str) -> RolloutState | None:
         """Drive one rollout until it needs a human or ends; None when another engine drives it."""
@@ -64,6 +67,7 @@ class EngineHost:
 
     def poke(self) -> None:
         """Something was queued for a rollout: look now instead of at the next poll."""
+        self._poked = True
         self.wake.set()
 
     def run(
@@ -79,8 +83,10 @@ class EngineHost:
                 now = self.cfg.now()
                 self._beat(now)
                 self._adopt(rollouts, now, pool, sampling, tolerate)
+                poked, self._poked = self._poked, False
+                self._turned_at = time.monotonic()
                 for driver in list(self.drivers.values()):
-                    self._turn(driver, now, tolerate)
+                    self._turn(driver, now, tolerate, poked)
                 if until is not None and until(self):
                     return
                 if rollouts is not None and not self.drivers and set(rollouts) <= set(self.elsewhere) | self.ended:
@@ -93,9 +99,9 @@ class EngineHost:
             pool.shutdown()
             self._stop_beating()
 
-    def _turn(self, driver: RolloutDriver, now: datetime, tolerate: bool) -> None:
+    def _turn(self, driver: RolloutDriver, now: datetime, tolerate: bool, poked: bool) -> None:
         try:
-            driver.turn(now)
+            driver.turn(now, poked=poked)
         except LeaseHeld as held:
             log.warning("rollout %s: another engine took over (%s)", driver.id, held.holder)
             self.drivers.pop(driver.id)
@@ -162,10 +168,16 @@ class EngineHost:
             timeout = max(0.0, min(timeout, (min(timers) - now).total_seconds()))
         if any(d.inbox or d.redo for d in self.drivers.values()):
             return
-        if any(d.in_flight() for d in self.drivers.values()):
-            self.wake.wait(timeout)
+        in_flight = any(d.in_flight() for d in self.drivers.values())
+        if self.cfg.sleep is time.sleep or in_flight:
+            self.wake.wait(timeout)  # a finished deployment or a queued command (poke) ends the wait at once
+            # Results come one at a time: let those of a burst gather, so one turn (one transaction) decides
+            # on many. A deployment takes seconds; this costs a rollout nothing it would notice.
+            gather = self._turned_at + self.cfg.batch_seconds - time.monotonic()
+            if in_flight and gather > 0 and not self._poked:
+                time.sleep(gather)
         else:
-            self.cfg.sleep(timeout)
+            self.cfg.sleep(timeout)  # an injected clock: its sleep moves time forward by itself
         self.wake.clear()
 
     def _beat(self, now: datetime) -> None:

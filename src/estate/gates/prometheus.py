@@ -12,14 +12,12 @@ import json
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from estate.domain.gate_eval import Sample, plan_queries
-from estate.domain.model import Environment
-from estate.domain.plans import PrometheusGate
+from estate.domain.gate_eval import Sample, SamplingRound, plan_queries
 from estate.errors import ComponentError
 
 DEFAULT_TIMEOUT = 5.0
@@ -173,24 +171,30 @@ def _ssl_context(ca_file: str | None) -> tuple[ssl.SSLContext | None, str | None
 
 @dataclass(frozen=True)
 class PrometheusSampler:
-    """Takes one sampling round of a Prometheus gate (the engine's `GateSampler` port): every planned query
-    sent once, failures returned as samples with an error, never raised."""
+    """Takes one sampling round of a metric gate (the engine's `GateSampler` port): every planned query sent
+    once (a gate's `landed` query first), failures returned as samples with an error, never raised."""
 
     client: InstantQuerier
 
-    def sample(self, gate: PrometheusGate, wave_name: str, envs: Sequence[Environment], round: int) -> list[Sample]:
+    def sample(self, round: SamplingRound) -> list[Sample]:
+        gate = round.gate
         target = self.client.for_url(gate.url) if gate.url else self.client
         down: str | None = None  # once Prometheus is unreachable, skip the remaining queries of the round
         samples = []
-        for planned in plan_queries(gate, wave_name, envs):
-            error = planned.error or down
+        for planned in plan_queries(round):
             values: tuple[float, ...] = ()
-            if error is None:
-                try:
+            landed: bool | None = None
+            error = planned.error or down
+            step = "landed query: "
+            try:
+                if error is None and planned.landed is not None:
+                    landed = bool(target.query(planned.landed))
+                step = ""
+                if error is None:
                     values = target.query(planned.query)
-                except PrometheusUnreachable as exc:
-                    error = down = exc.message
-                except ComponentError as exc:
-                    error = exc.message
-            samples.append(Sample(planned.subject, round, planned.query, values, error))
+            except PrometheusUnreachable as exc:
+                error = down = exc.message
+            except ComponentError as exc:
+                error = step + exc.message
+            samples.append(Sample(planned.subject, round.round, planned.query, values, error, landed, planned.baseline))
         return samples

@@ -53,6 +53,11 @@ class RunnerConfig:
         """Local-backend state; kept apart from the work dir so wiping that loses nothing."""
         return self.home / "state" / env.project / env.env
 
+    def plan_path(self, deployment_id: int) -> Path:
+        """Where a plan deployment keeps its saved plan until a deploy applies it (may hold secret values:
+        the folder is owner-only)."""
+        return self.home / "plans" / f"{deployment_id}.tfplan"
+
     def lock_path(self, env: EnvRef) -> Path:
         return self.home / "locks" / env.project / f"{env.env}.lock"
 

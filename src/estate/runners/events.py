@@ -80,6 +80,11 @@ def estate_event(kind: str, message: str, level: str = "info", **extra: Any) -> 
     return {"type": f"estate.{kind}", "@level": level, "@message": message, **extra}
 
 
+def step_event(message: str) -> tuple[TerraformEvent, Raw]:
+    """A step of Estate's own (`init skipped ...`, `applying the saved plan ...`) as a typed and a raw event."""
+    return TerraformEvent("estate.step", "info", message), estate_event("step", message)
+
+
 def parse_line(line: str) -> tuple[TerraformEvent, Raw]:
     """One stdout line -> (typed event, redacted raw object to store)."""
     try:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 
 from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus
 from estate.domain.graph import ResolvedGraph, resolve_graph
@@ -33,7 +34,7 @@ from estate.domain.ids import EnvRef
 from estate.errors import ComponentError, ConflictError, EstateError, InputError
 from estate.runners import render
 from estate.runners.config import RunnerConfig
-from estate.runners.events import Collector, TerraformEvent, estate_event
+from estate.runners.events import Collector, Raw, TerraformEvent, estate_event, step_event
 from estate.runners.locks import EnvironmentBusy, EnvironmentLocks, FileLocks, clear_stale_state_lock
 from estate.runners.process import CancelToken, ProcessResult
 from estate.runners.recorder import EventRecorder
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 DeploymentOutcome = Deployment  # what `run` returns: the final record
 STATE_LOCKED = "Error acquiring the state lock"
+STALE_PLAN = "Saved plan is stale"  # Terraform's (and OpenTofu's) refusal of a plan the state moved past
 EventListener = Callable[[int, TerraformEvent], None]
 
 
@@ -292,22 +294,90 @@ class _Run:
         if unknown:
             self.recorder.error("; ".join(unknown))
             return self.move(DeploymentStatus.FAILED, f"graph: {unknown[0]}")
-        plan = Collector()
-        result = ws.plan(self.recorder.sink(plan), self.deadline, self.token)
-        self.repo.record_result(self.dep.id, now=self.service.now(), plan_summary=plan.plan_summary())
-        failed = self.step("plan", result, plan, ok=(0, 2))
-        if failed or self.dep.kind is DeploymentKind.PLAN:
-            return failed or self.move(DeploymentStatus.SUCCEEDED)
-        self.move(DeploymentStatus.APPLYING)
+        if self.dep.kind is DeploymentKind.PLAN:
+            return self.plan(ws)
+        saved, why = self.saved_plan(toolchain)
+        if saved is not None:
+            self.recorder.record(*step_event(f"applying the saved plan of deployment {self.dep.apply_plan}"))
+            applied = Collector()
+            result = ws.apply(self.applying(applied), self.deadline, self.token, saved)
+            saved.unlink(missing_ok=True)  # applied, or stale for good: never applied twice
+            if not any(error.startswith(STALE_PLAN) for error in applied.errors):
+                source = f"the saved plan of deployment {self.dep.apply_plan}"
+                summary = self.repo.get(self.dep.apply_plan or 0).plan_summary
+                self.repo.record_result(self.dep.id, now=self.service.now(), plan_summary=summary, plan_source=source)
+                return self.finish(result, applied)
+            why = f"the saved plan of deployment {self.dep.apply_plan} was stale (the state changed since)"
+            self.recorder.record(*step_event(f"{why}: planning again"))
+        # No plan-time gate looks at the plan before it is applied, so one process plans and applies; its
+        # planned_change events are the record of the plan it applied (docs/decisions/0011-terraform-sequences.md).
         applied = Collector()
-        result = ws.apply(self.recorder.sink(applied), self.deadline, self.token)
+        result = ws.apply(self.applying(applied), self.deadline, self.token)
+        source = "planned by the apply itself" + (f": {why}" if why else "")
+        self.repo.record_result(
+            self.dep.id, now=self.service.now(), plan_summary=applied.plan_summary(), plan_source=source
+        )
+        return self.finish(result, applied)
+
+    def plan(self, ws: Workspace) -> Deployment:
+        """A plan deployment: plan, record what it would do, keep the saved plan for a deploy to apply."""
+        plan = Collector()
+        result = ws.plan(
+            self.service.config.plan_path(self.dep.id), self.recorder.sink(plan), self.deadline, self.token
+        )
+        self.repo.record_result(self.dep.id, now=self.service.now(), plan_summary=plan.plan_summary())
+        return self.step("plan", result, plan, ok=(0, 2)) or self.move(DeploymentStatus.SUCCEEDED)
+
+    def saved_plan(self, toolchain: Toolchain) -> tuple[Path | None, str]:
+        """The saved plan this deploy is to apply, or None and why not (empty: none was asked for). A saved
+        plan carries its own configuration, so it is applied only when made for exactly this graph, by this
+        binary; Terraform itself refuses it if the state changed since (stale)."""
+        plan_id = self.dep.apply_plan
+        if plan_id is None or self.dep.kind is not DeploymentKind.DEPLOY:
+            return None, ""
+        path = self.service.config.plan_path(plan_id)
+        plan = self.repo.get(plan_id)
+        if plan.kind is not DeploymentKind.PLAN or plan.status is not DeploymentStatus.SUCCEEDED:
+            return None, f"deployment {plan_id} is not a succeeded plan"
+        if plan.graph != self.dep.graph:
+            return None, f"the configuration changed since deployment {plan_id} planned it"
+        if plan.tool_version != str(toolchain):
+            return None, f"deployment {plan_id} was planned by {plan.tool_version}, not {toolchain}"
+        if not path.is_file():
+            return None, f"the saved plan of deployment {plan_id} is gone (applied or discarded)"
+        # Terraform calls a plan stale only if the state it was made from existed: a plan made from no state
+        # would be applied over whatever was deployed since. Any run of ours since the plan makes it stale.
+        since = [
+            d
+            for d in self.repo.list(self.dep.env, limit=20)
+            if plan_id < d.id != self.dep.id
+            and d.kind is not DeploymentKind.PLAN
+            and any(t.status is DeploymentStatus.PLANNING for t in d.transitions)
+        ]
+        if since:
+            return None, f"deployment {since[0].id} ran after deployment {plan_id} planned it"
+        return path, ""
+
+    def applying(self, collector: Collector) -> Callable[[TerraformEvent, Raw], None]:
+        """A sink that records the deployment as applying when Terraform starts changing the first resource."""
+        record = self.recorder.sink(collector)
+
+        def take(event: TerraformEvent, raw: Raw) -> None:
+            if event.type == "apply_start" and self.dep.status is DeploymentStatus.PLANNING:
+                self.move(DeploymentStatus.APPLYING)
+            record(event, raw)
+
+        return take
+
+    def finish(self, result: ProcessResult, applied: Collector) -> Deployment:
         graph = self.dep.graph
         outputs = {render.output_key(graph, k): v for k, v in applied.outputs.items()}
         secrets = {render.output_key(graph, k): v for k, v in applied.secrets.items()}
         self.repo.record_result(
             self.dep.id, now=self.service.now(), outputs=outputs, secrets=seal(secrets, self.service.config.secret_key)
         )
-        return self.step("apply", result, applied) or self.move(DeploymentStatus.SUCCEEDED)
+        step = "apply" if self.dep.status is DeploymentStatus.APPLYING else "plan"
+        return self.step(step, result, applied) or self.move(DeploymentStatus.SUCCEEDED)
 
     def step(
         self, name: str, result: ProcessResult | None, collected: Collector, ok: tuple[int, ...] = (0,)

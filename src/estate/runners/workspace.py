@@ -1,5 +1,9 @@
 """One environment's Terraform working directory: render, init (skipped when nothing changed), plan, apply.
 
+`plan` saves its plan where the runner keeps saved plans (one file per plan deployment, outside the work
+directory, so a later plan of the same environment does not overwrite it); `apply` applies such a file, or
+plans and applies in one process (`-auto-approve`), whose `planned_change` events record the plan it applied.
+
 Every command runs with the runner's own environment: the passed-through variables (PATH, HOME,
 TF_CLI_CONFIG_FILE for a `filesystem_mirror`, ...), the shared plugin cache, no checkpoint calls,
 and ESTATE_HOME (modules write demo status files under it). Output lines go to `sink` as events.
@@ -12,12 +16,12 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
 
 from estate.domain.graph import ResolvedGraph
 from estate.runners import render
 from estate.runners.config import RunnerConfig
-from estate.runners.events import Raw, TerraformEvent, estate_event, parse_line
+from estate.runners.events import Raw, TerraformEvent, parse_line, step_event
 from estate.runners.module_outputs import module_outputs
 from estate.runners.process import CancelToken, ProcessResult, run_process
 from estate.runners.toolchain import Toolchain
@@ -25,7 +29,6 @@ from estate.runners.toolchain import Toolchain
 Sink = Callable[[TerraformEvent, Raw], None]
 INIT_MARKER = ".estate-init"
 LOCK_FILE = ".terraform.lock.hcl"
-PLAN_FILE = "plan.bin"
 
 
 class Workspace:
@@ -57,7 +60,6 @@ class Workspace:
         main, tfvars = render.root_module(self.graph, backend)
         render.write_json(self.dir / render.MAIN, main)
         render.write_json(self.dir / render.TFVARS, tfvars)
-        (self.dir / PLAN_FILE).unlink(missing_ok=True)
 
     def init_needed(self) -> bool:
         marker = self.dir / INIT_MARKER
@@ -74,7 +76,7 @@ class Workspace:
     def init(self, sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult | None:
         """`terraform init` unless the marker says it is current; None when skipped."""
         if not self.init_needed():
-            sink(*_step("init skipped: sources, backend and lock file unchanged"))
+            sink(*step_event("init skipped: sources, backend and lock file unchanged"))
             return None
         (self.dir / INIT_MARKER).unlink(missing_ok=True)
         (self.dir / render.OUTPUTS).unlink(missing_ok=True)  # may name outputs of the old modules
@@ -114,21 +116,23 @@ class Workspace:
         render.write_json(self.dir / render.OUTPUTS, render.root_outputs(self.graph, found))
         return render.unknown_references(self.graph, found)
 
-    def plan(self, sink: Sink, deadline: float, cancel: CancelToken, *, refresh_only: bool = False) -> ProcessResult:
-        """`plan -json -detailed-exitcode -out=plan.bin`: exit 0 no changes, 2 changes, 1 error."""
-        args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={PLAN_FILE}", *self._lock_timeout()]
-        return self._run([*args, "-refresh-only"] if refresh_only else args, sink, deadline, cancel)
-
-    def apply(self, sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult:
-        args = ["apply", "-json", "-input=false", "-auto-approve", *self._lock_timeout(), PLAN_FILE]
+    def plan(self, out: Path, sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult:
+        """`plan -json -detailed-exitcode -out=OUT`: exit 0 no changes, 2 changes, 1 error."""
+        out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={out}", *self._lock_timeout()]
         return self._run(args, sink, deadline, cancel)
+
+    def apply(self, sink: Sink, deadline: float, cancel: CancelToken, saved: Path | None = None) -> ProcessResult:
+        """`apply -json` of the `saved` plan, or (none given) of the plan it makes itself, without asking."""
+        plan = [str(saved)] if saved is not None else ["-auto-approve"]
+        return self._run(["apply", "-json", "-input=false", *self._lock_timeout(), *plan], sink, deadline, cancel)
 
     def _lock_timeout(self) -> list[str]:
         seconds = self.config.lock_timeout_seconds
         return [f"-lock-timeout={seconds:g}s"] if seconds > 0 else []
 
     def _run(self, args: Sequence[str], sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult:
-        sink(*_step(f"{self.toolchain.product} {' '.join(args)}"))
+        sink(*step_event(f"{self.toolchain.product} {' '.join(args)}"))
         result = run_process(
             [str(self.toolchain.path), *args],
             cwd=self.dir,
@@ -142,8 +146,3 @@ class Workspace:
             if line.strip():
                 sink(*parse_line(line))
         return result
-
-
-def _step(message: str) -> tuple[TerraformEvent, Raw]:
-    raw: dict[str, Any] = estate_event("step", message)
-    return TerraformEvent("estate.step", "info", message), raw

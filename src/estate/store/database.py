@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -71,3 +73,12 @@ def migrate(engine: Engine) -> None:
             _migrated.add(url)
     except SQLAlchemyError as exc:
         raise ComponentError("database", f"cannot migrate {engine.url.render_as_string()}: {exc}") from exc
+
+
+def at_head(engine: Engine) -> bool:
+    """The database's schema is the newest migration (what `migrate` would leave)."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as connection:
+        return set(MigrationContext.configure(connection).get_current_heads()) == heads

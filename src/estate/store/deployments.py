@@ -29,7 +29,7 @@ from estate.domain.graph import ResolvedGraph
 from estate.domain.ids import EnvRef
 from estate.domain.model import Estate
 from estate.errors import NotFoundError
-from estate.store import holders, tables
+from estate.store import feed, holders, tables
 from estate.store.codec import decode_as, encode
 from estate.store.repository import Store
 
@@ -49,7 +49,7 @@ class DeploymentRepository:
     def create(self, requests: Sequence[NewDeployment], now: datetime) -> builtins.list[Deployment]:
         """Record new `queued` deployments in one transaction (all or none) and return them with their ids."""
         with self.store.begin() as conn:
-            return [insert_deployment(conn, r, now) for r in requests]
+            return insert_deployments(conn, requests, now)
 
     def get(self, deployment_id: int) -> Deployment:
         with self.store.connect() as conn:
@@ -99,6 +99,7 @@ class DeploymentRepository:
         outputs: Mapping[str, OutputValue] | None = None,
         secrets: str | None = None,
         tool_version: str | None = None,
+        plan_source: str | None = None,
     ) -> None:
         """Store what a step produced; None leaves a field as it is."""
         values: dict[str, Any] = {"updated_at": now}
@@ -110,6 +111,8 @@ class DeploymentRepository:
             values["secrets"] = secrets
         if tool_version is not None:
             values["tool_version"] = tool_version
+        if plan_source is not None:
+            values["plan_source"] = plan_source
         with self.store.begin() as conn:
             conn.execute(update(_D).where(_D.c.id == deployment_id).values(**values))
 
@@ -157,42 +160,61 @@ class NewDeployment:
     holder: str | None = None  # the process that will run it
     status: DeploymentStatus = DeploymentStatus.QUEUED  # ERRORED when it cannot even be attempted
     reason: str | None = None
+    apply_plan: int | None = None  # a deploy: apply this plan deployment's saved plan if it is still valid
 
 
-def insert_deployment(conn: Connection, new: NewDeployment, now: datetime) -> Deployment:
-    """Insert one deployment in the caller's transaction; returns it with its id."""
+def insert_deployments(conn: Connection, news: Sequence[NewDeployment], now: datetime) -> list[Deployment]:
+    """Insert deployments in the caller's transaction, in one statement; returns them with their ids, in order."""
+    if not news:
+        return []
+    rows = [_insert_values(new, now) for new in news]
+    ids = conn.execute(insert(_D).returning(_D.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    feed.append(
+        conn,
+        [_feed_entry(i, n.env, n.rollout_id, "", n.status, n.reason, now) for i, n in zip(ids, news, strict=True)],
+    )
+    return [
+        Deployment(
+            int(new_id),
+            new.env,
+            new.kind,
+            new.status,
+            new.triggered_by,
+            new.graph,
+            _created(new, now),
+            reason=new.reason,
+            rollout_id=new.rollout_id,
+            holder=new.holder,
+            apply_plan=new.apply_plan,
+        )
+        for new_id, new in zip(ids, news, strict=True)
+    ]
+
+
+def _created(new: NewDeployment, now: datetime) -> tuple[StatusChange, ...]:
+    """The transitions of a deployment just made: queued, then its first status when that is not queued."""
     transitions: tuple[StatusChange, ...] = (StatusChange(DeploymentStatus.QUEUED, now),)
     if new.status is not DeploymentStatus.QUEUED:
         transitions += (StatusChange(new.status, now),)
-    result = conn.execute(
-        insert(_D).values(
-            project=new.env.project,
-            env=new.env.env,
-            kind=str(new.kind),
-            status=str(new.status),
-            reason=new.reason,
-            triggered_by=new.triggered_by,
-            rollout_id=new.rollout_id,
-            holder=new.holder,
-            graph=encode(new.graph),
-            transitions=_transitions_json(transitions),
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-    return Deployment(
-        new_id,
-        new.env,
-        new.kind,
-        new.status,
-        new.triggered_by,
-        new.graph,
-        transitions,
-        reason=new.reason,
-        rollout_id=new.rollout_id,
-        holder=new.holder,
-    )
+    return transitions
+
+
+def _insert_values(new: NewDeployment, now: datetime) -> dict[str, Any]:
+    return {
+        "project": new.env.project,
+        "env": new.env.env,
+        "kind": str(new.kind),
+        "status": str(new.status),
+        "reason": new.reason,
+        "triggered_by": new.triggered_by,
+        "rollout_id": new.rollout_id,
+        "holder": new.holder,
+        "graph": encode(new.graph),
+        "apply_plan": new.apply_plan,
+        "transitions": _transitions_json(_created(new, now)),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def get_deployment(conn: Connection, deployment_id: int) -> Deployment:
@@ -213,6 +235,7 @@ def transition(
     holder: str | None = None,
 ) -> Deployment:
     """`DeploymentRepository.transition` in the caller's transaction."""
+    feed.lock(conn)  # before the row lock, in the order every feed writer takes them
     current = get_deployment(conn, deployment_id)
     moved = current.advance(status, now, reason)
     values: dict[str, Any] = {
@@ -227,7 +250,31 @@ def transition(
     done = conn.execute(update(_D).where(_D.c.id == deployment_id, _D.c.status == str(current.status)).values(**values))
     if done.rowcount != 1:
         raise TransitionRefused(f"deployment {deployment_id} changed status concurrently")
+    moved_entry = _feed_entry(deployment_id, current.env, current.rollout_id, current.status, status, reason, now)
+    feed.append(conn, [moved_entry])
     return replace(moved, retryable=retryable, holder=holder or moved.holder)
+
+
+def _feed_entry(
+    deployment_id: int,
+    env: EnvRef,
+    rollout_id: str | None,
+    before: DeploymentStatus | str,
+    after: DeploymentStatus,
+    reason: str | None,
+    now: datetime,
+) -> feed.FeedEntry:
+    return feed.FeedEntry(
+        kind="deployment",
+        at=now,
+        rollout_id=rollout_id,
+        deployment_id=deployment_id,
+        env=str(env),
+        before=str(before),
+        after=str(after),
+        reason=reason or "",
+        summary=f"deployment {deployment_id} of {env}: " + (f"{before} -> {after}" if before else str(after)),
+    )
 
 
 def mark_retried(conn: Connection, interrupted_id: int, retry_id: int) -> None:
@@ -261,5 +308,7 @@ def from_row(row: Row[Any]) -> Deployment:
         retryable=bool(r["retryable"]),
         retried_by=r["retried_by"],
         holder=r["holder"],
+        apply_plan=r["apply_plan"],
+        plan_source=r["plan_source"],
         pool=r["pool"],
     )

@@ -7,21 +7,22 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
+from estate.domain.access import Binding
 from estate.domain.ids import EnvRef
 from estate.domain.model import Environment, Estate, ModuleVersion
 from estate.domain.versions import Version
 from estate.errors import ComponentError, ConflictError, NotFoundError
 from estate.store import tables
 from estate.store.database import create_database_engine, migrate
-from estate.store.rows import KINDS, estate_from_rows
+from estate.store.lookups import chunks, pair_in
+from estate.store.rollout_tables import rollout_envs
+from estate.store.rows import KINDS, access_bindings, estate_from_rows
 from estate.store.sync import SyncAction, SyncPlan, environments_with_history, plan_sync, write_sync
-
-T = TypeVar("T")
 
 
 class Store:
@@ -65,10 +66,11 @@ class Store:
             rows = {k.name: [dict(r._mapping) for r in conn.execute(select(k.table))] for k in KINDS}
         return estate_from_rows(rows)
 
-    def usage_slice(self, module_id: str) -> Estate:
+    def usage_slice(self, module_id: str, *, outside_rollout: str | None = None) -> Estate:
         """Just enough of the estate for `module_usage(slice, module_id)`: the projects whose manifest needs
-        the module's resource type, their environments (labels not loaded) and the rules for that type.
-        `rollout status` of a large estate reads this instead of everything."""
+        the module's resource type, their environments (labels not loaded; with `outside_rollout`, only those
+        that rollout does not hold) and the rules for that type. `rollout status` of a large estate reads
+        this instead of everything."""
         with self.connect() as conn:
             resource_type = conn.execute(
                 select(tables.modules.c.resource_type).where(tables.modules.c.id == module_id)
@@ -81,10 +83,14 @@ class Store:
             ]
             e, r = tables.environments, tables.module_rules
             projects = [p["id"] for p in rows["project"]]
-            rows["environment"] = [
-                {"project": p, "id": i, "type": t, "labels": {}}
-                for p, i, t in conn.execute(select(e.c.project, e.c.id, e.c.type).where(e.c.project.in_(projects)))
-            ]
+            query = select(e.c.project, e.c.id, e.c.type).where(e.c.project.in_(projects))
+            if outside_rollout is not None:
+                m = rollout_envs
+                member = select(m.c.position).where(
+                    m.c.rollout_id == outside_rollout, m.c.project == e.c.project, m.c.env == e.c.id
+                )
+                query = query.where(~member.exists())
+            rows["environment"] = [{"project": p, "id": i, "type": t, "labels": {}} for p, i, t in conn.execute(query)]
             rows["module_rule"] = [
                 dict(x._mapping) for x in conn.execute(select(r).where(r.c.resource_type == resource_type))
             ]
@@ -105,8 +111,8 @@ class Store:
         e = tables.environments
         found: dict[EnvRef, Environment] = {}
         with self.connect() as conn:
-            for chunk in _chunks(sorted({(r.project, r.env) for r in refs})):
-                for row in conn.execute(select(e).where(tuple_(e.c.project, e.c.id).in_(chunk))):
+            for chunk in chunks(sorted({(r.project, r.env) for r in refs})):
+                for row in conn.execute(select(e).where(pair_in(e.c.project, e.c.id, chunk))):
                     env = Environment(row.project, row.id, row.type, MappingProxyType(dict(row.labels)))
                     found[env.ref] = env
         return [found[r] for r in refs if r in found]
@@ -118,16 +124,23 @@ class Store:
         rows: dict[str, list[dict[str, Any]]] = {k.name: [] for k in KINDS}
         e, p, r = tables.environments, tables.projects, tables.module_rules
         pairs = sorted({(ref.project, ref.env) for ref in refs})
-        for chunk in _chunks(pairs):
-            rows["environment"] += _rows(conn, select(e).where(tuple_(e.c.project, e.c.id).in_(chunk)))
-            rows["module_rule"] += _rows(conn, select(r).where(tuple_(r.c.project, r.c.env).in_(chunk)))
-        for names in _chunks(sorted({ref.project for ref in refs})):
+        for chunk in chunks(pairs):
+            rows["environment"] += _rows(conn, select(e).where(pair_in(e.c.project, e.c.id, chunk)))
+            rows["module_rule"] += _rows(conn, select(r).where(pair_in(r.c.project, r.c.env, chunk)))
+        for names in chunks(sorted({ref.project for ref in refs})):
             rows["project"] += _rows(conn, select(p).where(p.c.id.in_(names)))
         rows["module_rule"] += _rows(conn, select(r).where(r.c.env.is_(None)))
         for kind in ("env_type", "module", "module_version"):
             table = next(k.table for k in KINDS if k.name == kind)
             rows[kind] = _rows(conn, select(table))
         return estate_from_rows(rows)
+
+    def access(self) -> tuple[Binding, ...]:
+        """The estate's access bindings alone (every authenticated request reads them)."""
+        d = tables.documents
+        with self.connect() as conn:
+            found = {n: b for n, b in conn.execute(select(d.c.name, d.c.body).where(d.c.name.in_(["access", "roles"])))}
+        return access_bindings(found)
 
     def settings(self) -> Mapping[str, Any]:
         """The estate's `settings:` section alone."""
@@ -137,11 +150,13 @@ class Store:
         return dict(body or {})
 
     def publications(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """When and by whom each module version was published: `(module, version) -> {published_at, published_by}`."""
+        """When and by whom each module version was published, and its lifecycle: `(module, version) ->
+        {published_at, published_by, lifecycle, lifecycle_reason, lifecycle_by, lifecycle_at}`."""
         v = tables.module_versions
+        columns = ("published_at", "published_by", "lifecycle", "lifecycle_reason", "lifecycle_by", "lifecycle_at")
         with self.connect() as conn:
-            rows = conn.execute(select(v.c.module, v.c.version, v.c.published_at, v.c.published_by))
-            return {(m, ver): {"published_at": at, "published_by": by} for m, ver, at, by in rows}
+            rows = conn.execute(select(v.c.module, v.c.version, *(v.c[c] for c in columns)))
+            return {(r.module, r.version): {c: r._mapping[c] for c in columns} for r in rows}
 
     def published_versions(self) -> dict[str, set[str]]:
         v = tables.module_versions
@@ -224,8 +239,3 @@ def _translated() -> Iterator[None]:
 
 def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(x._mapping) for x in conn.execute(query)]
-
-
-def _chunks(items: Sequence[T], size: int = 400) -> list[Sequence[T]]:
-    # SQLite caps the bound parameters of one statement; 400 pairs stay well under every limit.
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import Table
 
+from estate.domain.access import Binding, Role
+from estate.domain.lifecycle import Lifecycle
 from estate.domain.model import Environment, EnvType, Estate, Module, ModuleVersion, Project, Resource
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import CONFIG_OWNER, ModuleRule
@@ -113,7 +115,7 @@ KINDS: tuple[Kind, ...] = (
             name: {"name": name, "body": body}
             for name, body in (
                 ("settings", dict(e.settings)),
-                ("roles", {k: list(v) for k, v in e.roles.items()}),
+                ("access", encode(e.access)),
                 ("runner_rules", {"rules": [encode(r) for r in e.runner_rules]}),
             )
             if body and body != {"rules": []}
@@ -126,12 +128,23 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
+def access_bindings(docs: Mapping[str, Any]) -> tuple[Binding, ...]:
+    """The stored access bindings; a store applied before bindings existed holds a `roles` map instead."""
+    if "access" in docs:
+        return decode_as(tuple[Binding, ...], docs["access"])
+    known = {role.value for role in Role}
+    return tuple(Binding(Role(r), tuple(s)) for r, s in docs.get("roles", {}).items() if r in known)
+
+
 def estate_from_rows(rows: Mapping[str, list[Row]]) -> Estate:
     """Rebuild the domain estate from the rows of every kind's table."""
     versions: dict[str, list[ModuleVersion]] = {}
     for v in rows["module_version"]:
+        lifecycle = Lifecycle(v.get("lifecycle") or Lifecycle.PUBLISHED)
         versions.setdefault(v["module"], []).append(
-            ModuleVersion(v["module"], v["version"], v["source"], _frozen(v["inputs"]))
+            ModuleVersion(
+                v["module"], v["version"], v["source"], _frozen(v["inputs"]), lifecycle, v.get("lifecycle_reason") or ""
+            )
         )
     docs = {d["name"]: d["body"] for d in rows["document"]}
     return Estate(
@@ -153,7 +166,7 @@ def estate_from_rows(rows: Mapping[str, list[Row]]) -> Estate:
             for r in rows["module_rule"]
         ),
         plans=tuple(decode_as(RolloutPlan, p["spec"]) for p in rows["rollout_plan"]),
-        roles=_frozen({k: tuple(v) for k, v in docs.get("roles", {}).items()}),
+        access=access_bindings(docs),
         settings=_frozen(docs.get("settings", {})),
         runner_rules=tuple(decode_as(RunnerRule, r) for r in docs.get("runner_rules", {}).get("rules", [])),
     )

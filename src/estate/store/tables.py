@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Index,
     Integer,
     MetaData,
     String,
@@ -88,6 +89,11 @@ module_versions = Table(
     Column("inputs", JSON, nullable=False),
     Column("published_at", UtcDateTime(), nullable=False),
     Column("published_by", String(255), nullable=False),
+    # published | deprecated | defective (estate.domain.lifecycle); who set it last, when and why
+    Column("lifecycle", String(16), nullable=False, server_default="published"),
+    Column("lifecycle_reason", Text, nullable=False, server_default=""),
+    Column("lifecycle_by", String(255)),
+    Column("lifecycle_at", UtcDateTime()),
 )
 
 module_rules = Table(
@@ -104,6 +110,8 @@ module_rules = Table(
     Column("env", String(63)),
     Column("owner", String(128), nullable=False),
     UniqueConstraint("slot", name="uq_module_rules_slot"),
+    # a rollout pins each of its environments: its batches look their pins up by environment
+    Index("ix_module_rules_env", "project", "env"),
 )
 
 rollout_plans = Table(
@@ -116,7 +124,7 @@ rollout_plans = Table(
 documents = Table(
     "documents",
     metadata,
-    # Single-row sections of estate-as-code: "settings", "roles".
+    # Single-row sections of estate-as-code: "settings", "access".
     Column("name", String(63), primary_key=True),
     Column("body", JSON, nullable=False),
 )
@@ -159,9 +167,42 @@ deployments = Table(
     Column("outputs", JSON),  # sensitive values masked
     Column("secrets", Text),  # Fernet-encrypted sensitive values, or NULL
     Column("tool_version", String(64)),
+    Column("apply_plan", Integer),  # the plan deployment whose saved plan this deploy is to apply
+    Column("plan_source", Text),  # how the applied plan was made: a saved plan, or a fresh plan and why
     Column("transitions", JSON, nullable=False),  # [{status, at}]
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    # A token is `est_<id>_<secret>`; only a SHA-256 of the secret is kept, so the store never holds one.
+    Column("id", String(32), primary_key=True),
+    Column("user", String(255), nullable=False, index=True),
+    Column("groups", JSON, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("expires_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
+    Column("revoked_by", String(255)),
+    Column("last_used_at", UtcDateTime()),
+)
+
+freezes = Table(
+    "freezes",
+    metadata,
+    # While a freeze is in force (not lifted, `until` not passed), no new deployment starts in its scope.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("env_type", String(63)),  # NULL: the whole estate
+    Column("reason", Text, nullable=False),
+    Column("until", UtcDateTime()),  # NULL: until lifted
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("lifted_by", String(255)),
+    Column("lifted_at", UtcDateTime(), index=True),
 )
 
 counters = Table(
@@ -178,4 +219,43 @@ deployment_events = Table(
     Column("deployment_id", Integer, primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("event", JSON, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # The event feed (an outbox): one row per transition anyone may follow (`GET /api/v1/events`), written in
+    # the transaction of the change itself; ids are handed out in commit order (see `estate.store.feed`).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    # rollout | target | wave | gate | env | command | deployment
+    Column("kind", String(16), nullable=False, index=True),
+    Column("rollout_id", String(80), index=True),
+    Column("deployment_id", Integer),
+    Column("wave", Integer),
+    Column("gate", Integer),
+    Column("env", String(127)),  # project/env
+    Column("before", String(64), nullable=False, server_default=""),
+    Column("after", String(64), nullable=False, server_default=""),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("actor", String(255)),
+    Column("summary", Text, nullable=False, server_default=""),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    # Long work a server runs in the background (preflight plans, deploys, drift checks) and its outcome.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # deploy | drift | rollback | preview | start | retarget
+    Column("status", String(16), nullable=False, index=True),  # queued | running | succeeded | failed | interrupted
+    Column("actor", String(255), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("progress", JSON, nullable=False),  # {label, total, done: [[item, outcome], ...]}
+    Column("result", JSON),  # the view the work returned
+    Column("error", JSON),  # {type, message, hint, problems} when it raised
+    Column("holder", String(255), nullable=False),  # the process running it, `host:pid`
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
 )

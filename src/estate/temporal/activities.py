@@ -1,8 +1,9 @@
 """The rollout workflow's activities: what touches the store, Prometheus and Terraform.
 
 `RolloutActivities` run as local activities next to the workflow (short store writes and one Prometheus
-round each): prepare deployments, project the state into the store, sample a gate, finalize. The store
-is written only through its own API (`RolloutSession.prepare / save / finalize`). `RunnerActivities` run
+round each): read the inbox and the freezes, prepare deployments, project the state into the store, sample
+a gate, finalize. The store is written only through its own API (`RolloutSession.turn / finalize`, the
+inbox and freezes read through `RolloutSession.commands` and `FreezeStore`). `RunnerActivities` run
 on a runner pool's task queue: one Terraform run each, heartbeating, idempotent by deployment.
 """
 
@@ -17,16 +18,18 @@ from datetime import datetime
 
 from temporalio import activity
 
+from estate.domain import rollout_events as ev
 from estate.domain.deployments import Deployment, DeploymentStatus
-from estate.domain.gate_eval import Sample, subjects
+from estate.domain.rollout_state import RolloutState
 from estate.domain.runner_rules import DEFAULT_POOL, resolve_pool
 from estate.engine.config import GateSampler, Observer
-from estate.engine.driver import command_entry, transition_entry
+from estate.engine.driver import alert_entry, command_entry, failed_round, sampling_round, transition_entry
 from estate.errors import EstateError
 from estate.runners.locks import EnvironmentBusy
 from estate.runners.ports import Runner
 from estate.store import Store
-from estate.store.rollouts import RolloutSession, StaleRevision
+from estate.store.freezes import FreezeStore
+from estate.store.rollouts import LogEntry, RolloutSession, StaleRevision
 from estate.store.runner_pools import assign_pools, runner_rules
 from estate.temporal import contract as c
 
@@ -56,20 +59,34 @@ class RolloutActivities:
         self._lock = threading.Lock()
 
     def all(self) -> list[Callable[..., object]]:
-        return [self.prepare, self.project, self.sample, self.finalize]
+        return [self.poll, self.prepare, self.project, self.sample, self.finalize]
+
+    @activity.defn(name=c.POLL)
+    def poll(self, request: c.PollRequest) -> c.Polled:
+        """What the store's inbox holds for the rollout (alerts, commands queued there) and the freezes in force."""
+        queued = self._session(request.rollout_id).commands()
+        return c.Polled(
+            tuple(c.Queued(i, item) for i, item in queued),
+            FreezeStore(self.store).active(self.now()),
+        )
 
     @activity.defn(name=c.PROJECT)
     def project(self, projection: c.Projection) -> None:
-        """Save the workflow's state (the stored one with the delta applied), its log and the answers of the
-        store-queued commands, in one transaction; then tell the observers."""
-        entries = [command_entry(d.command, d.refused) for d in projection.decided]
-        entries += [transition_entry(t) for t in projection.transitions]
+        """Save the workflow's state (the stored one with the delta applied), its log, the answers of the
+        store-queued commands and the versions marked defective, in one transaction; then tell the observers."""
+        touched = [e.env for e in projection.delta.envs]
         outcomes = {d.queued: d.refused or "ok" for d in projection.decided if d.queued is not None}
         for attempt in (1, 2):
             session = self._session(projection.rollout_id, fresh=attempt == 2)
             state = c.apply_delta(session.state(), projection.delta)
+            entries = [self._decided_entry(state, d) for d in projection.decided]
+            entries += [transition_entry(t) for t in projection.transitions]
             try:
-                session.save(state, entries, outcomes, projection.at)
+                with session.turn() as tx:
+                    for action in projection.defective:
+                        if tx.mark_defective(action, projection.at):
+                            entries.append(LogEntry("defective", f"marked {action.module} {action.version} defective"))
+                    tx.save(state, entries, outcomes, projection.at, touched)
                 break
             except StaleRevision:  # saved by someone else since this process last read it: read it again
                 if attempt == 2:
@@ -80,18 +97,27 @@ class RolloutActivities:
             for observe in self.observers:
                 observe(state, t)
 
+    @staticmethod
+    def _decided_entry(state: RolloutState, decided: c.Decided) -> LogEntry:
+        item = decided.command
+        if isinstance(item, ev.AlertFired):
+            env = state.env(item.env)
+            return alert_entry(item, decided.refused, env.wave if env is not None else None)
+        return command_entry(item, decided.refused)
+
     @activity.defn(name=c.PREPARE)
     def prepare(self, request: c.PrepareRequest) -> c.PreparedBatch:
         """The deployment of each action (found by key or created, pinned and linked), and its runner pool."""
         session = self._session(request.rollout_id)
         module = session.state().module
-        found = session.prepare(
-            request.actions,
-            self.store.resource_type(module),
-            holder=self.holder,
-            now=self.now(),
-            create=request.create,
-        )
+        with session.turn() as tx:  # deployments only: the state is saved by `project`
+            found = tx.prepare(
+                request.actions,
+                self.store.resource_type(module),
+                holder=self.holder,
+                now=self.now(),
+                create=request.create,
+            )
         rules = runner_rules(self.store)
         envs = {e.ref: e for e in self.store.environments([a.env for a, dep in found if dep is not None])}
         pools = {
@@ -111,14 +137,12 @@ class RolloutActivities:
 
     @activity.defn(name=c.SAMPLE)
     def sample(self, request: c.SampleRequest) -> c.Samples:
-        """One sampling round of a Prometheus gate; failures come back as samples with an error."""
+        """One sampling round of a metric gate (a compare gate also samples its baseline); failures come back as
+        samples with an error."""
         action = request.action
         if self.sampler is None:
-            expected = subjects(action.gate, request.wave_name, [str(e) for e in action.envs])
-            error = "no Prometheus gate sampler is configured"
-            return c.Samples(tuple(Sample(s, action.round, "", error=error) for s in expected))
-        envs = self.store.environments(action.envs)
-        return c.Samples(tuple(self.sampler.sample(action.gate, request.wave_name, envs, action.round)))
+            return c.Samples(tuple(failed_round(request.wave_name, action, "no Prometheus gate sampler is configured")))
+        return c.Samples(tuple(self.sampler.sample(sampling_round(self.store, request.wave_name, action))))
 
     @activity.defn(name=c.FINALIZE)
     def finalize(self, request: c.FinalizeRequest) -> None:

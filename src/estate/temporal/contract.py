@@ -7,20 +7,34 @@ the workflow projects it into the store as a `StateDelta` (what changed since th
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
 from estate.domain.deployments import DeploymentStatus
+from estate.domain.freezes import Freeze
 from estate.domain.gate_eval import Sample
 from estate.domain.ids import EnvRef
-from estate.domain.rollout_events import Command, Finalize, SampleGate, StartDeployment, Transition
-from estate.domain.rollout_state import EnvState, RolloutState, WaveState
+from estate.domain.rollout_events import (
+    Command,
+    Finalize,
+    MarkDefective,
+    SampleGate,
+    StartDeployment,
+    Transition,
+)
+from estate.domain.rollout_events import (
+    Queued as QueuedItem,
+)
+from estate.domain.rollout_state import EnvState, EnvTable, RolloutState, WaveState
 
 WORKFLOW = "estate.rollout"
 PREPARE = "estate.prepare"
 PROJECT = "estate.project"
 SAMPLE = "estate.sample"
 FINALIZE = "estate.finalize"
+POLL = "estate.poll"
+NUDGE = "nudge"  # the signal that makes the workflow read the store's inbox and the freezes now
 RUN_DEPLOYMENT = "estate.run_deployment"
 REFUSED = "Refused"  # the type of the ApplicationError an Update's validator raises
 
@@ -45,14 +59,16 @@ class Limits:
     heartbeat_seconds: float = 30.0  # a runner that stops heartbeating this long is presumed dead
     run_timeout_seconds: float = 4 * 3600.0  # one Terraform run; the runner's own timeout is shorter
     turn_seconds: float = 0.5  # after a result arrives, wait this long for more before deciding them together
+    poll_seconds: float = 30.0  # the store's inbox (alerts) and the freezes are read this often, and when nudged
 
 
 @dataclass(frozen=True)
 class Queued:
-    """A command the store's inbox holds for the rollout (the `Start` that `RolloutStore.create` queued)."""
+    """What the store's inbox holds for the rollout: the `Start` that `RolloutStore.create` queued, an alert
+    that Alertmanager delivered."""
 
     id: int
-    command: Command
+    command: QueuedItem
 
 
 @dataclass(frozen=True)
@@ -88,21 +104,24 @@ class Progress:
 class StateDelta:
     """What changed in a rollout's state since the last projection: its top-level fields (in `head`, whose
     waves and environments are empty), the waves that changed (without their frozen membership), and the
-    environments that changed, with their positions."""
+    environments that changed."""
 
     head: RolloutState
     waves: tuple[WaveState, ...]
-    envs: tuple[tuple[int, EnvState], ...]
+    envs: tuple[EnvState, ...]
 
 
-_MEMBERSHIP = ("waves", "envs", "_index")
+_MEMBERSHIP = ("waves", "envs")
 
 
-def delta(before: RolloutState, after: RolloutState) -> StateDelta:
-    """`after` relative to `before` (a state `decide` derived from it: unchanged parts are the same objects)."""
+def delta(before: RolloutState, after: RolloutState, touched: Collection[EnvRef]) -> StateDelta:
+    """`after` relative to `before` (a state `decide` derived from it: unchanged waves are the same objects;
+    `touched` names the environments the decisions may have changed, as `Decision.touched` does)."""
     waves = tuple(replace(w, envs=()) for w, old in zip(after.waves, before.waves, strict=True) if w is not old)
-    envs = tuple((i, e) for i, (e, old) in enumerate(zip(after.envs, before.envs, strict=True)) if e is not old)
-    return StateDelta(replace(after, waves=(), envs=(), _index=None), waves, envs)
+    position = after.envs.position
+    changed = (after.env(r) for r in sorted(touched, key=position))  # membership order: the same on replay
+    envs = tuple(e for e in changed if e is not None and e != before.env(e.env))
+    return StateDelta(replace(after, waves=(), envs=EnvTable()), waves, envs)
 
 
 def apply_delta(base: RolloutState, change: StateDelta) -> RolloutState:
@@ -111,17 +130,18 @@ def apply_delta(base: RolloutState, change: StateDelta) -> RolloutState:
     waves = list(base.waves)
     for wave in change.waves:
         waves[wave.number - 1] = replace(wave, envs=base.waves[wave.number - 1].envs)
-    envs = list(base.envs)
-    for position, env in change.envs:
-        envs[position] = env
-    return replace(base, **head, waves=tuple(waves), envs=tuple(envs))
+    envs = base.envs
+    for env in change.envs:
+        envs = envs.set(env)
+    return replace(base, **head, waves=tuple(waves), envs=envs)
 
 
 @dataclass(frozen=True)
 class Decided:
-    """A command the workflow decided on: accepted, or refused with a reason; `queued` is its store inbox id."""
+    """A command (or an alert) the workflow decided on: accepted, or refused (ignored) with a reason; `queued`
+    is its store inbox id."""
 
-    command: Command
+    command: QueuedItem
     refused: str | None = None
     queued: int | None = None
 
@@ -135,6 +155,20 @@ class Projection:
     delta: StateDelta
     decided: tuple[Decided, ...] = ()
     transitions: tuple[Transition, ...] = ()
+    defective: tuple[MarkDefective, ...] = ()  # versions to mark defective, with the state that says why
+
+
+@dataclass(frozen=True)
+class PollRequest:
+    """Read the store's inbox for the rollout (items not decided yet) and the freezes in force."""
+
+    rollout_id: str
+
+
+@dataclass(frozen=True)
+class Polled:
+    queued: tuple[Queued, ...]
+    freezes: tuple[Freeze, ...]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
@@ -99,6 +100,10 @@ class TemporalEngine:
             hint="run workers instead: estate worker --rollouts --pool NAME",
         )
 
+    def poke(self) -> None:
+        """Make every active rollout's workflow read the store's inbox and the freezes now."""
+        self._run(self._nudge_all())
+
     def close(self) -> None:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
@@ -168,6 +173,11 @@ class TemporalEngine:
                     self._record_refusal(rollout_id, command, refused)
                 return refused or "ok"
             raise ComponentError("temporal", str(error), transient=True) from error
+
+    async def _nudge_all(self) -> None:
+        for rollout_id in self.rollouts.active():
+            with contextlib.suppress(RPCError):  # not started yet, or over: it reads the inbox when it starts
+                await (await self._handle(rollout_id)).signal(c.NUDGE)
 
     async def _progress(self, rollout_id: str) -> c.Progress:
         handle = await self._handle(rollout_id)

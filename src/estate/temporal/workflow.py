@@ -6,7 +6,9 @@ The same turn as the local engine's driver, with Temporal keeping the state dura
   fails fast and never enters the history; an accepted one is decided in the next turn and answered once
   the new state is projected into the store.
 - **Observations** come back from activities (a deployment finished, a gate round was sampled) and from
-  timers (bakes, sampling intervals, back-offs are durable workflow timers, never sleeps in activities).
+  timers (bakes, sampling intervals, back-offs, holds are durable workflow timers, never sleeps in activities).
+- **The store's inbox and the freezes** (alerts that Alertmanager delivered, freezes set or lifted) are read
+  by a local activity every `Limits.poll_seconds`, and at once when a client sends the `nudge` signal.
 - **A turn** decides every command and observation that arrived, projects the new state and its log into the
   store (the read model the CLI, the API and the console query), and only then performs the actions.
 - **Deployments** are created in the store by a local activity, idempotently by action key, then run by
@@ -40,8 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from estate.domain import rollout_events as ev
     from estate.domain.deployments import DeploymentStatus
     from estate.domain.gate_eval import Sample, subjects
-    from estate.domain.rollout import decide, decide_observations, outstanding
-    from estate.domain.rollout_progress import WAITING
+    from estate.domain.ids import EnvRef
+    from estate.domain.rollout import decide, decide_observations, outstanding, wakes
+    from estate.domain.rollout_progress import WAITING, held
     from estate.domain.rollout_state import RolloutPhase, RolloutState
     from estate.temporal import contract as c
 
@@ -60,7 +63,9 @@ class RolloutWorkflow:
         self.inp = inp
         self.state: RolloutState = inp.state
         self.projected: RolloutState = inp.state
-        self.commands: list[tuple[ev.Command, str | None, int | None]] = [(q.command, None, q.id) for q in inp.queued]
+        # (command or alert, Update id, store inbox id)
+        self.commands: list[tuple[ev.Queued, str | None, int | None]] = [(q.command, None, q.id) for q in inp.queued]
+        self.touched: set[EnvRef] = set()  # environments the decisions changed since the last projection
         self.observations: list[ev.Observation] = []
         self.answers: dict[str, str] = {}
         self.applied: list[str] = list(inp.applied)
@@ -69,6 +74,8 @@ class RolloutWorkflow:
         self.timers: dict[str, tuple[datetime, ev.SampleGate | None]] = {}  # key -> (when, sampling or a tick)
         self.finalizing: list[ev.Finalize] = []
         self.kicked = False
+        self.nudged = True  # read the store's inbox and the freezes first thing
+        self.polled_at: datetime | None = None
 
     # -- the client's side ------------------------------------------------------------------------
 
@@ -89,6 +96,11 @@ class RolloutWorkflow:
         if refused is not None:
             raise ApplicationError(refused, type=c.REFUSED, non_retryable=True)
 
+    @workflow.signal(name=c.NUDGE)
+    def nudge(self) -> None:
+        """Something was queued in the store's inbox, or the freezes changed: read them now."""
+        self.nudged = True
+
     @workflow.query
     def progress(self) -> c.Progress:
         return c.Progress(str(self.state.phase), self._settled(), self.inp.run)
@@ -102,6 +114,8 @@ class RolloutWorkflow:
         while True:
             await self._wait()
             # Local activities run one at a time, here: their results then arrive in an order that replays.
+            if self._poll_due():
+                await self._poll()
             for sampling in self._fire_timers(workflow.now()):
                 await self._sample(sampling)
             if self.commands or self.observations:
@@ -119,12 +133,15 @@ class RolloutWorkflow:
                 )
 
     async def _wait(self) -> None:
-        if not (self.commands or self.observations or self.kicked):
-            due = min((when for when, _ in self.timers.values()), default=None)
+        if not (self.commands or self.observations or self.kicked or self.nudged):
+            wakes = [when for when, _ in self.timers.values()]
+            if self.polled_at is not None and not self.state.phase.is_terminal:
+                wakes.append(self.polled_at + timedelta(seconds=self.inp.limits.poll_seconds))
+            due = min(wakes, default=None)
             timeout = None if due is None else max((due - workflow.now()).total_seconds(), 0.001)
             with contextlib.suppress(TimeoutError):  # a timer is due
                 await workflow.wait_condition(
-                    lambda: bool(self.commands or self.observations or self.kicked),
+                    lambda: bool(self.commands or self.observations or self.kicked or self.nudged),
                     timeout=timeout,
                     timeout_summary="wake",
                 )
@@ -146,23 +163,37 @@ class RolloutWorkflow:
         actions: list[ev.Action] = []
         log: list[ev.Transition] = []
         for command, _, queued in commands:
-            decision = decide(state, command, now)
+            if isinstance(command, ev.AlertFired):  # an alert from the store's inbox: stop the line, or ignore it
+                decision = decide_observations(state, [command], now)
+            else:
+                decision = decide(state, command, now)
             decided.append(c.Decided(command, decision.refused, queued))
             state, actions, log = decision.state, [*actions, *decision.actions], [*log, *decision.log]
+            self.touched |= decision.touched
         if events:
             decision = decide_observations(state, events, now)
             state, actions, log = decision.state, [*actions, *decision.actions], [*log, *decision.log]
+            self.touched |= decision.touched
         self.state = state
-        await self._project(now, tuple(decided), tuple(log))
+        defective = tuple(a for a in actions if isinstance(a, ev.MarkDefective))
+        await self._project(now, tuple(decided), tuple(log), defective)
         for (_, update_id, _), outcome in zip(commands, decided, strict=True):
             if update_id is not None:
                 self.answers[update_id] = outcome.refused or "ok"
                 self.applied.append(update_id)
         self._perform(actions)
+        self._forget_stale_timers()
 
-    async def _project(self, now: datetime, decided: tuple[c.Decided, ...], log: tuple[ev.Transition, ...]) -> None:
+    async def _project(
+        self,
+        now: datetime,
+        decided: tuple[c.Decided, ...],
+        log: tuple[ev.Transition, ...],
+        defective: tuple[ev.MarkDefective, ...] = (),
+    ) -> None:
         state = self.state
-        projection = c.Projection(state.id, now, c.delta(self.projected, state), decided, log)
+        change = c.delta(self.projected, state, self.touched)
+        projection = c.Projection(state.id, now, change, decided, log, defective)
         await workflow.execute_local_activity(
             c.PROJECT,
             projection,
@@ -171,6 +202,38 @@ class RolloutWorkflow:
             retry_policy=_STORE_RETRY,
         )
         self.projected = state
+        self.touched = set()
+
+    def _poll_due(self) -> bool:
+        if self.state.phase.is_terminal:
+            return False
+        if self.nudged or self.polled_at is None:
+            return True
+        return workflow.now() >= self.polled_at + timedelta(seconds=self.inp.limits.poll_seconds)
+
+    async def _poll(self) -> None:
+        """Read the store's inbox (alerts, a command queued there) and the freezes in force."""
+        self.nudged = False
+        self.polled_at = workflow.now()
+        known = {queued for _, _, queued in self.commands if queued is not None}
+        polled = await workflow.execute_local_activity(
+            c.POLL,
+            c.PollRequest(self.state.id),
+            result_type=c.Polled,
+            summary="read the inbox and the freezes",
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+        )
+        self.commands += [(q.command, None, q.id) for q in polled.queued if q.id not in known]
+        if polled.freezes != self.state.freezes:
+            self.observations.append(ev.FreezesChanged(polled.freezes))
+
+    def _forget_stale_timers(self) -> None:
+        """Drop the timers the state no longer waits on (a hold lifted early, a gate left by a rollback)."""
+        if self.timers:
+            wanted = {a.key for a in wakes(self.state)}
+            for key in [k for k in self.timers if k not in wanted]:
+                del self.timers[key]
 
     def _perform(self, actions: Sequence[ev.Action]) -> None:
         for action in actions:
@@ -183,6 +246,7 @@ class RolloutWorkflow:
                 self.timers.setdefault(action.key, (action.when, None))
             elif isinstance(action, ev.Finalize):
                 self.finalizing.append(action)
+            # MarkDefective is done by the projection that records the failure
 
     def _fire_timers(self, now: datetime) -> list[ev.SampleGate]:
         """Tick for the timers that are due; the sampling rounds that are due."""
@@ -309,10 +373,14 @@ class RolloutWorkflow:
         return bool(self.commands or self.observations or self.waiting or self.deploying or self.finalizing)
 
     def _settled(self) -> bool:
-        """Nothing will happen until a human acts (or the rollout is over), and the store shows it."""
+        """Nothing will happen until a human acts (or the rollout is over), or until a freeze lifts or a change
+        window opens (a held wave with nothing in flight), and the store shows it."""
+        if self._busy() or self.projected is not self.state:
+            return False
         phase = self.state.phase
-        quiet = not self._busy() and not self.timers and self.projected is self.state
-        return quiet and (phase in WAITING or phase.is_terminal)
+        if phase in WAITING or phase.is_terminal:
+            return not self.timers
+        return held(self.state)
 
     def _over(self) -> bool:
         return (

@@ -2,7 +2,7 @@
 at once, without Terraform.
 
 runner = FakeRunner(DeploymentRepository(store), now=utcnow, failing={EnvRef("checkout", "prod-eu")})
-outcome = runner.run(dep_id)   # queued -> planning -> applying -> succeeded (or failed), persisted
+outcome = runner.run(dep_id)   # queued -> planning -> applying -> succeeded (or failed), in one transaction
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 
 from estate.domain.deployments import Deployment, DeploymentKind, DeploymentStatus
 from estate.domain.ids import EnvRef
-from estate.store.deployments import DeploymentRepository
+from estate.store.deployments import DeploymentRepository, transition
 from estate.store.holders import process_identity
 
 
@@ -50,19 +50,25 @@ class FakeRunner:
                 self.busy[dep.env] = busy - 1
         if busy:
             reason = f"{dep.env} is busy: a hand-run deployment is running"
-            return self._move(dep, DeploymentStatus.ERRORED, reason, retryable=True)
-        dep = self._move(dep, DeploymentStatus.PLANNING)
+            return self._move(dep, [(DeploymentStatus.ERRORED, reason)], retryable=True)
+        steps: list[tuple[DeploymentStatus, str | None]] = [(DeploymentStatus.PLANNING, None)]
         fails = dep.kind is DeploymentKind.DEPLOY or (dep.kind is DeploymentKind.ROLLBACK and self.fail_rollbacks)
         if dep.kind is not DeploymentKind.PLAN:
-            dep = self._move(dep, DeploymentStatus.APPLYING)
+            steps.append((DeploymentStatus.APPLYING, None))
         if dep.env in self.failing and fails:
-            return self._move(dep, DeploymentStatus.FAILED, "apply failed: fake failure")
-        return self._move(dep, DeploymentStatus.SUCCEEDED)
+            steps.append((DeploymentStatus.FAILED, "apply failed: fake failure"))
+        else:
+            steps.append((DeploymentStatus.SUCCEEDED, None))
+        return self._move(dep, steps)
 
     def _move(
-        self, dep: Deployment, status: DeploymentStatus, reason: str | None = None, *, retryable: bool = False
+        self, dep: Deployment, steps: list[tuple[DeploymentStatus, str | None]], *, retryable: bool = False
     ) -> Deployment:
-        return self.repo.transition(dep.id, status, self.now(), reason, retryable=retryable, holder=self.holder)
+        """Every step in one transaction: instant, and cheap enough not to hide the engine's own cost."""
+        with self.repo.store.begin() as conn:
+            for status, reason in steps:
+                dep = transition(conn, dep.id, status, self.now(), reason, retryable=retryable, holder=self.holder)
+        return dep
 
     def cancel(self, deployment_id: int) -> bool:
         dep = self.repo.get(deployment_id)

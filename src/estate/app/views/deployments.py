@@ -50,6 +50,7 @@ class DeploymentView(DeploymentSummaryView):
     graph: dict[str, Any]
     transitions: list[StatusChangeView]
     plan: DeploymentPlanView | None
+    plan_source: str | None = None  # the plan it applied: a saved plan of a plan deployment, or its own and why
     outputs: dict[str, Any]
 
 
@@ -58,6 +59,7 @@ class BatchView(View):
 
     deployments: list[DeploymentView]
     problem: str | None = None
+    warnings: list[str] = []  # e.g. a deployed version is deprecated
 
 
 class DriftView(View):

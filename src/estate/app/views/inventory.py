@@ -8,6 +8,15 @@ from typing import Any
 from estate.app.views import View
 
 
+class FlaggedVersionView(View):
+    """A module version an environment is on that is deprecated or defective."""
+
+    module: str
+    version: str
+    lifecycle: str  # deprecated | defective
+    lifecycle_reason: str
+
+
 class EnvironmentView(View):
     ref: str  # project/env
     project: str
@@ -15,6 +24,7 @@ class EnvironmentView(View):
     type: str
     owner: str
     labels: dict[str, str]
+    flagged: list[FlaggedVersionView] = []  # versions it is on that are deprecated or defective
 
 
 class ModuleVersionView(View):
@@ -22,6 +32,10 @@ class ModuleVersionView(View):
     source: str
     published_at: datetime | None = None
     published_by: str | None = None
+    lifecycle: str = "published"  # published | deprecated | defective
+    lifecycle_reason: str = ""
+    lifecycle_by: str | None = None
+    lifecycle_at: datetime | None = None
 
 
 class ModuleView(View):
@@ -37,6 +51,8 @@ class UsageRow(View):
     resource: str  # the manifest alias
     version: str | None
     rule_scope: str | None  # which kind of rule decided: global, env_type, project, env, pin...
+    lifecycle: str | None = None  # of that version: published | deprecated | defective
+    lifecycle_reason: str = ""
 
 
 class UsageTotals(View):
@@ -52,6 +68,7 @@ class UsageView(View):
     environments: list[UsageRow]
     totals: UsageTotals
     unresolved: list[str]  # environments whose manifest needs the module's type but no rule picks a version
+    flagged: list[str] = []  # environments on a deprecated or defective version
 
 
 class PublishView(View):

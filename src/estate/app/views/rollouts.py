@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from estate.app.views import View
+from estate.app.views.guardrails import FreezeView
 
 
 class EnvPreviewView(View):
@@ -46,7 +47,7 @@ class StartView(View):
 
 class SampleView(View):
     round: int
-    status: str  # ok | breach | no_data | error
+    status: str  # ok | breach | no_data | error | not_landed (taken before the new version reported: not counted)
     values: list[float]
     detail: str
 
@@ -61,17 +62,42 @@ class SubjectEvidence(View):
     samples: list[SampleView]
     failures: int
     links: dict[str, str] = {}  # prometheus / grafana pages for the query over the wave's window
+    baseline: bool = False  # a compare gate's baseline environment (still on the previous version)
+
+
+class CohortView(View):
+    envs: int
+    samples: int
+    median: float | None
+    mean: float | None
+
+
+class ComparisonView(View):
+    """A compare gate's statistics: both cohorts, the Mann-Whitney U test, the effect size; `reason` is the
+    decision in words."""
+
+    new: CohortView
+    baseline: CohortView
+    better: str  # lower | higher
+    tolerance: float  # in the metric's unit
+    confidence: float
+    statistic: float | None
+    p_value: float | None
+    effect_size: float | None  # rank-biserial: +1 every new sample worse than every baseline one, -1 better
+    median_change: float | None
+    relative_change: float | None
 
 
 class GateDetails(View):
     reason: str
     subjects: list[SubjectEvidence] = []
     baked_seconds: int | None = None
+    comparison: ComparisonView | None = None
 
 
 class GateView(View):
     index: int
-    kind: str  # bake | prometheus | approval
+    kind: str  # bake | prometheus | compare | approval
     spec: str
     result: str | None  # passed | failed | inconclusive | approved | None (pending)
     at: datetime | None
@@ -92,13 +118,30 @@ class RolloutEnvView(View):
 
 
 class EnvQuery(View):
-    """Which environments a rollout view lists: filters, a page size and where the page starts."""
+    """Which environments a rollout view lists: filters (every given one must match), a page size and where
+    the page starts."""
 
     wave: str | None = None  # a wave's 1-based number or its name
     state: str | None = None  # an environment status: pending, deploying, succeeded, failed, errored...
+    project: str | None = None
+    env_type: str | None = None
+    labels: dict[str, str] = {}  # {"region": "eu"}: the environment's labels as the store holds them now
     limit: int | None = None  # at most this many environments (all waves together); None: every one
     after: str | None = None  # the page starts after this environment (`project/env`), as `next_cursor` says
     summary: bool = False  # counts per wave and status only, no environment list
+
+
+class AlertView(View):
+    """An alert a wave received (gate evidence): the alert as Alertmanager sent it, and what it did."""
+
+    name: str
+    env: str
+    labels: dict[str, str]
+    starts_at: datetime | None
+    generator_url: str
+    received_at: datetime
+    effect: str  # failed_wave | paused | recorded
+    run: int
 
 
 class WaveView(View):
@@ -115,6 +158,10 @@ class WaveView(View):
     gates: list[GateView]
     counts: dict[str, int]  # environments of the wave by status
     envs: list[RolloutEnvView]  # those the query selected, in membership order
+    hold: str = ""  # why its deploys may not start now (a freeze, outside its change windows)
+    hold_until: datetime | None = None  # when that may end by itself
+    change_windows: list[str] = []  # "mon-fri 09:00-17:00 Europe/Berlin"
+    alerts: list[AlertView] = []
 
 
 class LogLineView(View):
@@ -140,11 +187,12 @@ class RolloutView(View):
     since: datetime
     engine: str | None  # who drives it now
     waves: list[WaveView]
-    not_covered: list[str]
+    not_covered: list[str]  # environments on the module no wave holds (left out of the summary and later pages)
     audit: list[LogLineView]  # created, commands and refusals
     events: list[LogLineView]  # the latest log lines
     preflight: dict[str, Any] | None
     next_cursor: str | None = None  # more environments match: ask again with `after=next_cursor`
+    freezes: list[FreezeView] = []  # the freezes in force now (every status shows them)
 
 
 class RolloutSummaryView(View):
@@ -155,3 +203,10 @@ class RolloutSummaryView(View):
     phase: str
     created_by: str
     created_at: datetime
+
+
+class RetargetView(View):
+    """A retargeted rollout and the warnings of the new version's preflight."""
+
+    rollout: RolloutView
+    warnings: list[str]

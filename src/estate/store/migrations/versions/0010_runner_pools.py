@@ -1,14 +1,14 @@
 """the runner pool each deployment was sent to and ran on (Temporal engine)
 
-Revision ID: 0007
-Revises: 0004
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0004"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
