@@ -24,8 +24,9 @@ from estate.temporal.client import TemporalSettings, connect
 from estate.temporal.contract import pool_queue
 from estate.temporal.workflow import RolloutWorkflow
 
-#: Pure modules the workflow sandbox shares instead of re-importing them for every workflow run.
-PASSED_THROUGH = ("estate.domain", "estate.errors", "estate.temporal.contract")
+#: Pure modules the workflow sandbox shares instead of re-importing them for every workflow run (with the
+#: libraries the domain uses: immutables for the environment table, scipy/numpy for the compare gate).
+PASSED_THROUGH = ("estate.domain", "estate.errors", "estate.temporal.contract", "immutables", "numpy", "scipy")
 
 
 def sandbox() -> SandboxedWorkflowRunner:
