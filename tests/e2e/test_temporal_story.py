@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from estate.testing.temporal_server import TemporalDevServer
-from tests.e2e.test_gated_rollouts import Gated, gated, the_seed_story  # noqa: F401 - the `gated` fixture
+from tests.e2e.gating import Gated
+from tests.e2e.test_gated_rollouts import the_seed_story
 from tests.support.temporal import engine_environ
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ ESTATE = str(Path(sys.executable).with_name("estate"))
 def on_temporal(
     request: pytest.FixtureRequest, temporal_server: TemporalDevServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Gated]:
-    world: Gated = request.getfixturevalue("gated")  # the local engine's world (imported above), on Temporal
+    world: Gated = request.getfixturevalue("gated")  # the local engine's world (tests/e2e/conftest.py), on Temporal
     for name, value in engine_environ(temporal_server).items():
         world.sandbox.environ[name] = value
         monkeypatch.setenv(name, value)
