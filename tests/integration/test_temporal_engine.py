@@ -15,6 +15,7 @@ import pytest
 
 from estate.app import App, Caller, bootstrap
 from estate.config import load_estate
+from estate.domain.alerts import Alert, AlertStatus
 from estate.domain.model import ModuleVersion
 from estate.domain.runner_rules import RunnerRule
 from estate.errors import Refused
@@ -97,3 +98,28 @@ def test_each_environment_runs_on_its_pool_and_a_pool_without_workers_waits_not_
         wait_for(lambda: app.rollouts.status(rollout).phase == "awaiting_promotion")
     pools = {str(d.env): d.pool for d in app.deployments.list(limit=100) if d.rollout_id == rollout}
     assert pools == {str(e): "us" if str(e) in us else "eu" for e in wave1()}
+
+
+def test_a_freeze_holds_the_workflow_until_lifted_and_an_alert_stops_the_line(
+    app: App, environ: dict[str, str]
+) -> None:
+    """Freezes and alerts live in the store, as with the local engine: the workflow reads them when the
+    application nudges it (and every poll interval), holds the wave, then fails it on an alert: rolled back,
+    the version marked defective in the same projection."""
+    with workers_in_thread(environ, ["eu", "us"], runner=fake_runner, sampler=PassingSampler()):
+        app.freezes.freeze(ALEX, reason="incident 4711", env_type="ephemeral")
+        rollout = app.rollouts.start(ALEX, "postgres", "2.0.0", "standard", preflight=False, follow=True).id
+        held = app.rollouts.status(rollout)  # `follow` returned: a held wave with nothing in flight is settled
+        assert held.phase == "running" and "incident 4711" in held.waves[0].hold
+        assert held.waiting_for is not None and held.waiting_for.startswith("wave 1 to be released")
+        assert not [d for d in app.deployments.list(limit=100) if d.rollout_id == rollout]
+        app.freezes.unfreeze(ALEX, env_type="ephemeral")
+        wait_for(lambda: app.rollouts.status(rollout).phase == "awaiting_promotion")
+        project, env = app.rollouts.status(rollout).waves[0].envs[0].env.split("/")
+        labels = MappingProxyType({"project": project, "env": env, "severity": "critical"})
+        receipt = app.alerts.receive(ALEX, [Alert("PgDown", AlertStatus.FIRING, labels, datetime.now(UTC))])
+        assert [d.rollout for d in receipt.delivered] == [rollout]
+        wait_for(lambda: app.rollouts.status(rollout).phase == "failed")
+    kinds = [(e.kind, e.summary) for e in app.rollouts.status(rollout, history=200).events]
+    assert any(k == "alert" and "alert PgDown" in s for k, s in kinds), kinds
+    assert any(k == "defective" for k, _ in kinds), kinds
