@@ -15,6 +15,7 @@ import asyncio
 import builtins
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -45,6 +46,8 @@ from estate.temporal.workflow import RolloutWorkflow
 T = TypeVar("T")
 ANSWER_SECONDS = 30.0  # how long a command waits for a worker to take it
 POLL_SECONDS = 0.2
+PATIENCE_SECONDS = 300.0  # `drive` gives up when the workflow has answered no query for this long
+_BUSY = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.FAILED_PRECONDITION)
 TURN_TIMEOUT = timedelta(seconds=60)  # one workflow task (a turn) of the largest rollout; Temporal's default is 10 s
 
 
@@ -89,7 +92,17 @@ class TemporalEngine:
     def drive(self, rollout_id: str) -> None:
         """Wait until the workflow says the rollout needs a human (or is over), showing its log as it grows."""
         shown = self._log_tail(rollout_id, None)
-        while not self._run(self._progress(rollout_id)).settled:
+        answered_at = time.monotonic()
+        while not (progress := self._run(self._progress(rollout_id))).settled:
+            if progress.phase:
+                answered_at = time.monotonic()
+            elif time.monotonic() - answered_at > PATIENCE_SECONDS:
+                raise ComponentError(
+                    "temporal",
+                    f"the workflow of rollout {rollout_id} has not answered for {PATIENCE_SECONDS:g}s",
+                    hint="its workflow task keeps failing or timing out: see the rollout workers' logs",
+                    transient=True,
+                )
             shown = self._log_tail(rollout_id, shown)
             threading.Event().wait(POLL_SECONDS)
         self._log_tail(rollout_id, shown)
@@ -189,8 +202,10 @@ class TemporalEngine:
                 return c.Progress("pending", False, 0)
             if error.status is RPCStatusCode.NOT_FOUND:
                 return c.Progress(str(self.rollouts.record(rollout_id).phase), True, 0)
-            if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED) or "Timeout" in error.message:
-                return c.Progress("", False, 0)  # the workflow is busy (a long turn): ask again
+            if error.status in _BUSY or "Timeout" in error.message:
+                # The workflow is busy (a long turn), or its last task failed (a worker too slow on a loaded
+                # machine, the task timed out) and Temporal retries it: ask again.
+                return c.Progress("", False, 0)
             raise ComponentError("temporal", str(error), transient=True) from error
 
     def _record_refusal(self, rollout_id: str, command: ev.Command, refusal: str) -> None:
