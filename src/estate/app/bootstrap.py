@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from estate.app.access import AccessControl
 from estate.app.alerts import Alerts
 from estate.app.audit import AuditTrail
 from estate.app.deployments import Deployments
+from estate.app.engines import EmbeddedEngine, EngineGateway, HostedEngine
 from estate.app.feed import Feed
 from estate.app.freezes import Freezes
 from estate.app.identity import Identity
@@ -26,6 +27,7 @@ from estate.app.jobs import Jobs
 from estate.app.metrics import EstateMetrics
 from estate.app.rollouts import Rollouts
 from estate.app.status import Dashboards
+from estate.app.workers import Workers
 from estate.domain.gate_eval import Sample, SamplingRound
 from estate.engine.annotations import GrafanaObserver
 from estate.engine.config import EngineConfig, GateSampler, Observer
@@ -35,8 +37,14 @@ from estate.gates.prometheus import PrometheusClient, PrometheusSampler
 from estate.runners import DeploymentService
 from estate.runners.events import TerraformEvent
 from estate.runners.ports import Runner
+from estate.runners.shared_locks import StoreLocks
 from estate.settings import Settings
 from estate.store import Store
+from estate.store.holders import process_identity
+from estate.temporal.client import TemporalSettings, engine_kind
+from estate.temporal.gateway import TemporalEngine
+
+LOCK_TTL = timedelta(hours=2)  # an environment lock held by a live process that long is surely stale
 
 
 def utcnow() -> datetime:
@@ -95,22 +103,20 @@ class App:
         return Alerts(self.store, self.audit, self.access, self.wiring.now, poke=self._poke)
 
     def _poke(self) -> None:
-        """Hosted: make the engine host read its rollouts' inboxes (and the freezes) now."""
-        if self.wiring.hosted:
-            self.host.poke()
+        """Hosted or on Temporal: make the engine read its rollouts' inboxes (and the freezes) now."""
+        if self.wiring.hosted or self.temporal is not None:
+            self.gateway.poke()
 
     @cached_property
     def rollouts(self) -> Rollouts:
         return Rollouts(
             self.store,
             lambda: self.terraform,
-            self.engine,
+            lambda: self.gateway,
             self.audit,
             self.access,
             now=self.wiring.now,
             boards=self.dashboards,
-            host=self.host if self.wiring.hosted else None,
-            sleep=self.wiring.sleep,
         )
 
     @cached_property
@@ -129,9 +135,40 @@ class App:
         return EstateMetrics(self.store, self.wiring.now)
 
     @cached_property
+    def workers(self) -> Workers:
+        return Workers(self)
+
+    # -- the engine gateway: local (embedded or hosted) or Temporal, by settings --------------------------
+
+    @property
+    def temporal(self) -> TemporalSettings | None:
+        """Where Temporal is, when `settings.engine.kind` (or ESTATE_ENGINE_KIND) says the engine is temporal."""
+        stored = dict(self.store.settings().get("engine") or {})
+        if engine_kind(self.settings.environ, stored) != "temporal":
+            return None
+        return TemporalSettings.build(self.settings.environ, stored)
+
+    @cached_property
+    def gateway(self) -> EngineGateway:
+        temporal = self.temporal
+        if temporal is not None:
+            gateway = TemporalEngine(temporal, self.store, now=self.wiring.now, on_log=self.wiring.on_log)
+            self._closers.append(gateway.close)
+            return gateway
+        if self.wiring.hosted:
+            return HostedEngine(self.host, self.engine, self.wiring.now, self.wiring.sleep)
+        return EmbeddedEngine(self.engine, self.wiring.now, self.wiring.sleep)
+
+    # -- end of the engine gateway ------------------------------------------------------------------------
+
+    @cached_property
     def terraform(self) -> DeploymentService:
         """The real Terraform runner; recovers runs whose process died before anything else uses it."""
-        service = DeploymentService(self.store, self.settings, now=self.wiring.now, listener=self.wiring.listener)
+        # With Temporal, runners on other machines lock environments in the store: so does this process.
+        locks = StoreLocks(self.store, process_identity(), self.wiring.now, LOCK_TTL) if self.temporal else None
+        service = DeploymentService(
+            self.store, self.settings, now=self.wiring.now, listener=self.wiring.listener, locks=locks
+        )
         service.recover()
         return service
 

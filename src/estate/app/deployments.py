@@ -217,6 +217,7 @@ def _summary_fields(d: Deployment) -> dict[str, Any]:
         "updated_at": d.updated_at,
         "retryable": d.retryable,
         "retried_by": d.retried_by,
+        "pool": d.pool,
     }
 
 

@@ -1,11 +1,11 @@
 """Rollout use cases: preview, start, status and list, and every command (promote, approve, pause, resume,
 abort, rollback, rerun, retarget), plus running the engine in the foreground.
 
-Nothing here decides what a rollout does next: commands go to the rollout's inbox and the pure state
-machine accepts or refuses them in the engine's next turn. Where the engine runs depends on the mode:
-*embedded* (the CLI without a server) drives the rollout right here until it needs a human; *hosted*
-(`estate server`) has an engine host drive every rollout, and a command returns as soon as the state
-machine has answered.
+Nothing here decides what a rollout does next: commands go to the engine and the pure state machine
+accepts or refuses them in the engine's next turn. Where the engine runs is the engine gateway's business
+(`estate.app.engines`): *embedded* (the CLI without a server) drives the rollout right here until it needs
+a human; *hosted* (`estate server`) has an engine host drive every rollout; *temporal* runs one durable
+workflow per rollout on Temporal workers.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import builtins
 import functools
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from estate.app import preflight as pf
 from estate.app.access import AccessControl
@@ -29,15 +30,14 @@ from estate.domain.model import Estate
 from estate.domain.plans import RolloutPlan
 from estate.domain.rollout import acts_on
 from estate.domain.rollout_state import RolloutState, new_rollout
-from estate.engine.config import EngineConfig
-from estate.engine.host import EngineHost
-from estate.errors import ComponentError, Refused
+from estate.errors import Refused
 from estate.runners import DeploymentService
 from estate.store import Store
 from estate.store.freezes import FreezeStore
 from estate.store.rollouts import LogEntry, ModuleBusy, RolloutRecord, RolloutStore
 
-OUTCOME_WAIT_SECONDS = 10.0  # how long a command waits for another engine to answer it
+if TYPE_CHECKING:
+    from estate.app.engines import EngineGateway
 
 
 class Rollouts:
@@ -47,25 +47,21 @@ class Rollouts:
         self,
         store: Store,
         runner: Callable[[], DeploymentService],
-        engine: EngineConfig,
+        engine: Callable[[], EngineGateway],
         audit: AuditTrail,
         access: AccessControl,
         *,
         now: Callable[[], datetime],
         boards: Callable[[], Dashboards],
-        host: EngineHost | None = None,
-        sleep: Callable[[float], None],
     ) -> None:
         self.store = store
         self.rollouts = RolloutStore(store)
         self._runner = runner
-        self.engine = engine
+        self._engine = engine  # built on first use: reading a rollout needs no engine
         self.audit = audit
         self.access = access
         self.now = now
         self.boards = boards
-        self.host = host  # hosted mode: the engine host that drives every rollout
-        self.sleep = sleep
         self.freezes = FreezeStore(store)
 
     # -- reading -------------------------------------------------------------------------------
@@ -322,66 +318,25 @@ class Rollouts:
         with self.audit.attempt(caller, action, f"rollout:{rollout_id}", details):
             needs = Action.APPROVE if isinstance(command, ev.Approve) else Action.OPERATE
             self.access.require(caller, needs, acts_on(self.state(rollout_id), command))
-            command_id = self.rollouts.enqueue(rollout_id, command, self.now())
-            outcome = self._answer(rollout_id, command_id, follow=follow)
-            if outcome is None:
-                raise ComponentError(
-                    "engine",
-                    f"command queued (#{command_id}); the engine driving {rollout_id} has not taken it yet",
-                    hint=f"watch it with: estate rollout status {rollout_id} --watch",
-                    transient=True,
-                )
+            outcome = self._engine().command(rollout_id, command, follow=follow)
             if outcome != "ok":
                 raise Refused(outcome)
         return self.status(rollout_id)
 
-    def _answer(self, rollout_id: str, command_id: int, *, follow: bool) -> str | None:
-        """The state machine's answer to a queued command ("ok" or its refusal), None if none came in time.
-        Embedded, the engine runs here (on until the rollout needs a human when `follow`)."""
-        if self.host is None:
-            host = EngineHost(self.engine)
-
-            def answered(h: EngineHost) -> bool:
-                outcome = self.rollouts.outcome(command_id)
-                return outcome is not None and (outcome != "ok" or not follow or h.settled(rollout_id))
-
-            host.run([rollout_id], until=answered, tolerate=False)
-            if rollout_id not in host.elsewhere:
-                return self.rollouts.outcome(command_id)
-        else:
-            self.host.poke()
-        deadline = self.now().timestamp() + OUTCOME_WAIT_SECONDS
-        while True:
-            outcome = self.rollouts.outcome(command_id)
-            if outcome is not None or self.now().timestamp() >= deadline:
-                return outcome
-            self.sleep(0.05)
-
     def _after_submit(self, rollout_id: str, *, follow: bool) -> None:
-        """A new rollout was recorded: embedded, drive it here (`follow`); hosted, wake the host."""
-        if self.host is not None:
-            self.host.poke()
-        elif follow:
-            self.drive(rollout_id)
+        """A new rollout was recorded: the engine gets it going (and drives it here when `follow`)."""
+        self._engine().submitted(rollout_id, follow=follow)
 
     def drive(self, rollout_id: str) -> None:
-        """Embedded: drive the rollout here until it needs a human (unless another engine drives it).
-        Hosted: the engine host already does."""
-        if self.host is None:
-            EngineHost(self.engine).drive(rollout_id)
+        """Return once the rollout needs a human (embedded: the engine drives it here until then)."""
+        self._engine().drive(rollout_id)
 
     # -- the engine in the foreground -----------------------------------------------------------
 
     def run_engine(self, rollouts: builtins.list[str] | None = None, *, once: bool = False) -> dict[str, str]:
         """Drive `rollouts` (default: every active one, and new ones as they start) in the foreground, until
         each waits for a human (`once`) or forever. Returns where each driven rollout ended up."""
-        host = EngineHost(self.engine)
-        host.run(rollouts, until=(lambda h: h.all_settled()) if once else None, tolerate=not once)
-        seen = set(rollouts or []) | set(host.drivers) | set(host.elsewhere) | host.ended
-        return {
-            r: f"driven by {host.elsewhere[r]}" if r in host.elsewhere else self.rollouts.record(r).phase
-            for r in sorted(seen)
-        }
+        return self._engine().run_engine(rollouts, once=once)
 
 
 def approval_roles(estate: Estate, state: RolloutState, caller: Caller) -> frozenset[str]:

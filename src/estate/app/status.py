@@ -33,6 +33,7 @@ from estate.errors import InputError
 from estate.store import Store
 from estate.store.freezes import FreezeStore
 from estate.store.rollouts import EnvFilter, RolloutStore
+from estate.store.runner_pools import waiting_for_runner
 
 _WAITING_FOR = {
     RolloutPhase.PENDING: "the engine to start wave 1",
@@ -170,8 +171,10 @@ def _wave(
     )
 
 
-def _env(e: EnvState) -> RolloutEnvView:
+def _env(e: EnvState, waiting: dict[int, str]) -> RolloutEnvView:
+    pool = waiting.get(int(e.deployment_id)) if e.status.in_flight and e.deployment_id else None
     return RolloutEnvView(
+        waiting_for_runner=pool,
         env=str(e.env),
         status=str(e.status),
         version=e.version,
@@ -198,9 +201,13 @@ def _page(
     wave = None if query.wave is None else plan.wave_number(query.wave)
     where = EnvFilter(wave, status, query.project, query.env_type, query.labels)
     page, more = rollouts.envs(rollout_id, where, after=after, limit=query.limit)
+    # A deployment sent to a runner pool that no worker has taken yet waits for a runner: never failed.
+    waiting = waiting_for_runner(
+        rollouts.store, [int(e.deployment_id) for e in page if e.status.in_flight and e.deployment_id]
+    )
     by_wave: dict[int, list[RolloutEnvView]] = {}
     for e in page:
-        by_wave.setdefault(e.wave, []).append(_env(e))
+        by_wave.setdefault(e.wave, []).append(_env(e, waiting))
     return by_wave, str(page[-1].env) if more and page else None
 
 

@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from estate.cli import access_cmds, deploy_cmds, estate_cmds, guardrail_cmds, inventory, rollout_cmds, server_cmd
+from estate.cli import (
+    access_cmds,
+    deploy_cmds,
+    estate_cmds,
+    guardrail_cmds,
+    inventory,
+    rollout_cmds,
+    server_cmd,
+    worker_cmds,
+)
 from estate.cli.context import Context, get_context, set_context
 from estate.cli.output import Format, report_error, stderr
 from estate.errors import EstateError
@@ -42,6 +51,7 @@ rollout_cmds.register(app)
 access_cmds.register(app)
 guardrail_cmds.register(app)
 server_cmd.register(app)
+worker_cmds.register(app)
 
 
 def _requested_format(argv: list[str]) -> Format | None:

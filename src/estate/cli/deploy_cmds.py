@@ -173,6 +173,7 @@ def deployment_show(
             f"  triggered by {escape(d.triggered_by)}"
             + (f" (rollout {d.rollout_id})" if d.rollout_id else "")
             + (f", {d.tool_version}" if d.tool_version else "")
+            + (f", runner pool {escape(d.pool)}" if d.pool else "")
             + (f"; redone as deployment {d.retried_by}" if d.retried_by else "")
         )
         for r in d.graph["resources"]:

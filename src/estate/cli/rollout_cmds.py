@@ -155,7 +155,9 @@ def render_status(view: RolloutView, *, compact: bool = False) -> Group:
                 escape(env.version),
                 escape(env.previous_version),
                 escape(env.deployment_id or ""),
-                escape(env.reason),
+                f"[yellow]waiting for a runner of pool {escape(env.waiting_for_runner)}[/]"
+                if env.waiting_for_runner
+                else escape(env.reason),
             )
         parts.append(table)
         for gate in wave.gates:

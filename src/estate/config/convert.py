@@ -10,6 +10,7 @@ from estate.config.schema import (
     Document,
     GateDoc,
     RolloutPlanDoc,
+    RunnerRuleDoc,
     SelectorDoc,
     WaveDoc,
 )
@@ -34,6 +35,7 @@ from estate.domain.plans import (
     Wave,
 )
 from estate.domain.rules import ModuleRule
+from estate.domain.runner_rules import RunnerRule
 from estate.domain.selectors import LabelExpression, LabelOp, Selector
 
 
@@ -128,6 +130,12 @@ def _plan(p: RolloutPlanDoc) -> RolloutPlan:
     )
 
 
+def environments(doc: Document) -> tuple[Environment, ...]:
+    return tuple(
+        Environment(p.id, e.id, e.type, MappingProxyType(dict(e.labels))) for p in doc.projects for e in p.environments
+    )
+
+
 def to_estate(doc: Document) -> Estate:
     """Build the domain `Estate` from a document that passed every check."""
     return Estate(
@@ -140,11 +148,7 @@ def to_estate(doc: Document) -> Estate:
             )
             for p in doc.projects
         ),
-        environments=tuple(
-            Environment(p.id, e.id, e.type, MappingProxyType(dict(e.labels)))
-            for p in doc.projects
-            for e in p.environments
-        ),
+        environments=environments(doc),
         modules=tuple(
             Module(
                 m.id,
@@ -172,4 +176,9 @@ def to_estate(doc: Document) -> Estate:
             *(Binding(Role(role), tuple(subjects)) for role, subjects in doc.roles.items()),
         ),
         settings=MappingProxyType(doc.settings.model_dump()),
+        runner_rules=tuple(runner_rule(r) for r in doc.runner_rules),
     )
+
+
+def runner_rule(doc: RunnerRuleDoc) -> RunnerRule:
+    return RunnerRule(doc.pool, doc.project, doc.env_type, doc.env, MappingProxyType(dict(doc.labels)))

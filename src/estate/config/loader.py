@@ -20,7 +20,7 @@ from estate.config.yamlpos import Located, parse_yaml
 from estate.domain.model import Estate
 from estate.errors import ConfigError, Problem
 
-_LIST_KEYS = ("env_types", "modules", "module_rules", "projects", "rollout_plans", "access")
+_LIST_KEYS = ("env_types", "modules", "module_rules", "runner_rules", "projects", "rollout_plans", "access")
 _MAP_KEYS = ("settings", "roles")
 
 

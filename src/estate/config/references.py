@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from estate.config.convert import environments as to_environments
+from estate.config.convert import runner_rule
 from estate.config.schema import Document, SelectorDoc
 from estate.config.yamlpos import Located, Path_
 from estate.domain.gate_eval import TemplateError, check_template
 from estate.domain.ids import EnvRef
 from estate.domain.plans import GateScope
 from estate.domain.rules import ModuleRule, find_ties
+from estate.domain.runner_rules import find_ties as find_runner_ties
 from estate.domain.versions import Version
 from estate.errors import Problem
 
@@ -45,6 +48,7 @@ class _Checker:
         self.check_modules()
         self.check_projects()
         self.check_rules()
+        self.check_runner_rules()
         self.check_plans()
         self.check_access()
         return self.problems
@@ -106,6 +110,17 @@ class _Checker:
                 ("module_rules", second),
                 f"ties with module_rules[{first}] ({tied.resource_type} -> {tied.module}@{tied.version}{scope}); "
                 "the most specific rule must be unique",
+            )
+
+    def check_runner_rules(self) -> None:
+        for ri, rule in enumerate(self.doc.runner_rules):
+            self.check_rule_scope(("runner_rules", ri), rule.project, rule.env_type, rule.env)
+        rules = [runner_rule(r) for r in self.doc.runner_rules]
+        for first, second, why in find_runner_ties(rules, to_environments(self.doc)):
+            self.add(
+                ("runner_rules", second),
+                f"ties with runner_rules[{first}] ({rules[first].scope_text} -> {rules[first].pool}): {why}; "
+                "the most specific runner rule must be unique",
             )
 
     def check_rule_scope(self, here: Path_, project: str | None, env_type: str | None, env: str | None) -> None:

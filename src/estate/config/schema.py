@@ -43,6 +43,7 @@ class RunnerSettings(_Strict):
     binary: str = Field("terraform", description="terraform or tofu (a name on PATH or an absolute path)")
     max_parallel: int = Field(4, ge=1, le=256)
     timeout: Duration = Field(3600, description="per deployment; the whole process group is killed after it")
+    lock_timeout: Duration = Field(0, description="how long plan/apply wait for a held state lock (0: fail at once)")
     backend: dict[str, Any] | None = Field(
         None, description="Terraform backend block, e.g. {pg: {conn_str: ..., schema_name: 'estate_{project}_{env}'}}"
     )
@@ -59,6 +60,24 @@ class PrometheusSettings(_Strict):
 class GrafanaSettings(_Strict):
     url: str | None = None
     token_env: str | None = None
+
+
+class TemporalTlsSettings(_Strict):
+    ca_file: str | None = Field(None, description="CA bundle that signed the Temporal frontend's certificate")
+    cert_file: str | None = Field(None, description="client certificate (mTLS)")
+    key_file: str | None = Field(None, description="client private key (mTLS)")
+    server_name: str | None = None
+
+
+class EngineSettings(_Strict):
+    kind: Literal["local", "temporal"] = Field(
+        "local", description="local: a lease and one process drive each rollout; temporal: durable workflows"
+    )
+    address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port")
+    namespace: str = "default"
+    task_queue: str = Field("estate", description="rollout workflows; runner pools use <task_queue>-pool-<pool>")
+    tls: TemporalTlsSettings | None = None
+    heartbeat_timeout: Duration = Field(30, description="a runner silent this long is presumed dead; its run moves")
 
 
 class OidcSettings(_Strict):
@@ -85,6 +104,7 @@ class Settings(_Strict):
     grafana: GrafanaSettings = GrafanaSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     oidc: OidcSettings | None = Field(None, description="accept bearer JWTs of this identity provider (SSO)")
+    engine: EngineSettings = EngineSettings()
 
 
 class EnvTypeDoc(_Strict):
@@ -111,6 +131,14 @@ class ModuleRuleDoc(_Strict):
     project: Id | None = None
     env_type: Id | None = None
     env: Id | None = None
+
+
+class RunnerRuleDoc(_Strict):
+    pool: Id = Field(description="the runner pool (`estate worker --pool NAME`) that runs these environments")
+    project: Id | None = None
+    env_type: Id | None = None
+    env: Id | None = None
+    labels: dict[str, str] = {}
 
 
 class ResourceDoc(_Strict):
@@ -316,6 +344,7 @@ class Document(_Strict):
     env_types: list[EnvTypeDoc] = []
     modules: list[ModuleDoc] = []
     module_rules: list[ModuleRuleDoc] = []
+    runner_rules: list[RunnerRuleDoc] = []
     projects: list[ProjectDoc] = []
     rollout_plans: list[RolloutPlanDoc] = []
 

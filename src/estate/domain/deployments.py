@@ -159,6 +159,7 @@ class Deployment:
     holder: str | None = None  # the process that runs (or will run) it: `host:pid`
     apply_plan: int | None = None  # a deploy: the plan deployment whose saved plan to apply if still valid
     plan_source: str | None = None  # how the plan it applied was made ("saved plan of deployment 12", ...)
+    pool: str | None = None  # the runner pool it was sent to (Temporal engine); None: the local runner
 
     @property
     def created_at(self) -> datetime:

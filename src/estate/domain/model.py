@@ -15,6 +15,7 @@ from estate.domain.ids import EnvRef
 from estate.domain.lifecycle import Lifecycle
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import ModuleRule
+from estate.domain.runner_rules import RunnerRule
 from estate.errors import NotFoundError
 
 JSON = Any
@@ -97,6 +98,7 @@ class Estate:
     plans: tuple[RolloutPlan, ...] = ()
     access: tuple[Binding, ...] = ()  # who holds which role where
     settings: Mapping[str, JSON] = field(default_factory=lambda: _EMPTY)
+    runner_rules: tuple[RunnerRule, ...] = ()  # which runner pool runs each environment's Terraform
 
     def env_type_rank(self) -> dict[str, int]:
         return {t.id: t.rank for t in self.env_types}

@@ -53,6 +53,18 @@ Phase = RolloutPhase
 #: Rollout phases in which nothing is driven forward.
 FROZEN = frozenset({Phase.PENDING, Phase.PAUSED, Phase.COMPLETED, Phase.ABORTED})
 
+#: Rollout phases in which nothing moves until a human acts (an engine's work for them is done).
+WAITING = frozenset(
+    {Phase.PENDING, Phase.PAUSED, Phase.AWAITING_APPROVAL, Phase.AWAITING_PROMOTION, Phase.HALTED, Phase.FAILED}
+)
+
+
+def held(state: RolloutState) -> bool:
+    """The current wave is held back (a freeze, outside its change windows) with nothing of it in flight."""
+    wave = state.current_wave
+    return bool(wave.hold) and wave.phase is WavePhase.DEPLOYING and not state.in_flight(wave.number)
+
+
 _PHASE_OF_WAVE: Mapping[WavePhase, RolloutPhase] = MappingProxyType(
     {
         WavePhase.PENDING: Phase.RUNNING,

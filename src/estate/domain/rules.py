@@ -27,6 +27,19 @@ class Scope(IntEnum):
     PIN = 5
 
 
+def scope_of(project: str | None, env_type: str | None, env: str | None) -> Scope:
+    """The scope that the given fields of a rule (module or runner rule) form."""
+    if env is not None:
+        return Scope.ENV
+    if project is not None and env_type is not None:
+        return Scope.PROJECT_ENV_TYPE
+    if env_type is not None:
+        return Scope.ENV_TYPE
+    if project is not None:
+        return Scope.PROJECT
+    return Scope.GLOBAL
+
+
 @dataclass(frozen=True)
 class ModuleRule:
     """Picks `module@version` for `resource_type` in the scope given by project/env_type/env."""
@@ -41,15 +54,9 @@ class ModuleRule:
 
     @property
     def scope(self) -> Scope:
-        if self.env is not None:
-            return Scope.PIN if self.owner != CONFIG_OWNER else Scope.ENV
-        if self.project is not None and self.env_type is not None:
-            return Scope.PROJECT_ENV_TYPE
-        if self.env_type is not None:
-            return Scope.ENV_TYPE
-        if self.project is not None:
-            return Scope.PROJECT
-        return Scope.GLOBAL
+        if self.env is not None and self.owner != CONFIG_OWNER:
+            return Scope.PIN
+        return scope_of(self.project, self.env_type, self.env)
 
     @property
     def key(self) -> tuple[str, str | None, str | None, str | None, str]:

@@ -26,26 +26,16 @@ from estate.domain.model import Environment
 from estate.domain.plans import CompareGate
 from estate.domain.rollout import Decision, decide, decide_observations, outstanding, wakes
 from estate.domain.rollout_events import SubjectKind
-from estate.domain.rollout_state import RolloutPhase, RolloutState, WavePhase
+from estate.domain.rollout_progress import WAITING, held
+from estate.domain.rollout_state import RolloutPhase, RolloutState
 from estate.engine.config import EngineConfig
 from estate.errors import ConflictError, EstateError
 from estate.runners.pool import LocalPool
+from estate.store import Store
 from estate.store.freezes import FreezeStore
 from estate.store.rollouts import LogEntry, RolloutSession
 
 log = logging.getLogger(__name__)
-
-#: Phases where nothing moves until a human acts.
-WAITING = frozenset(
-    {
-        RolloutPhase.PENDING,
-        RolloutPhase.PAUSED,
-        RolloutPhase.AWAITING_APPROVAL,
-        RolloutPhase.AWAITING_PROMOTION,
-        RolloutPhase.HALTED,
-        RolloutPhase.FAILED,
-    }
-)
 
 
 class LeaseHeld(ConflictError):
@@ -164,9 +154,7 @@ class RolloutDriver:
                 continue
             decision = decide(turn.state, command, now)
             turn.outcomes[command_id] = decision.refused or "ok"
-            summary = describe(command) + (f": {decision.refused}" if decision.refused else "")
-            kind = "refused" if decision.refused else "command"
-            turn.entries.append(LogEntry(kind, summary, command.actor, {"command": type(command).__name__}))
+            turn.entries.append(command_entry(command, decision.refused))
             turn.absorb(decision)
         if events:
             turn.absorb(decide_observations(turn.state, events, now))
@@ -303,28 +291,10 @@ class RolloutDriver:
             job.add_done_callback(self._on_done)
 
     def _round(self, action: ev.SampleGate) -> SamplingRound:
-        """What the sampler needs: the environments as stored now, and a compare gate's baseline cohort."""
-        store = self.cfg.store
-        envs = store.environments(action.envs)
-        baseline: tuple[Environment, ...] = ()
-        if isinstance(action.gate, CompareGate) and action.candidates:
-            baseline = select_baseline(action.gate, envs, store.environments(action.candidates))
-        return SamplingRound(
-            action.gate,
-            self.session.state().spec(action.wave).name,
-            action.round,
-            tuple(envs),
-            baseline,
-            action.module,
-            action.version,
-            dict(action.windows),
-        )
+        return sampling_round(self.cfg.store, self.session.state().spec(action.wave).name, action)
 
     def _failed_round(self, action: ev.SampleGate, error: str) -> list[Sample]:
-        """A round nobody could take: an error sample per subject, which can never pass the gate."""
-        wave_name = self.session.state().spec(action.wave).name
-        expected = subjects(action.gate, wave_name, [str(e) for e in action.envs])
-        return [Sample(subject, action.round, "", error=error) for subject in expected]
+        return failed_round(self.session.state().spec(action.wave).name, action, error)
 
     def _renew(self, now: datetime) -> None:
         if self._renewed_at is None or now - self._renewed_at > self.cfg.lease_ttl / 3:
@@ -350,18 +320,8 @@ class _Turn:
         """An alert from the inbox, decided: its outcome, a log line and what the machine made of it."""
         outcome = decision.refused or "ok"
         self.outcomes[inbox_id] = outcome
-        note = f": {decision.refused}" if decision.refused else ""
-        wave = decision.state.env(alert.env)
-        payload = {
-            "alert": alert.alert.name,
-            "env": str(alert.env),
-            "wave": wave.wave if wave is not None else None,
-            "outcome": "ignored" if decision.refused else "accepted",
-            "reason": decision.refused or "",
-        }
-        self.entries.append(
-            LogEntry("alert", f"{alert.actor}: alert {alert.alert} for {alert.env}{note}", alert.actor, payload)
-        )
+        env = decision.state.env(alert.env)
+        self.entries.append(alert_entry(alert, decision.refused, env.wave if env is not None else None))
         self.absorb(decision)
 
     def absorb(self, decision: Decision) -> None:
@@ -369,26 +329,67 @@ class _Turn:
         self.actions.extend(decision.actions)
         self.transitions.extend(decision.log)
         self.touched |= decision.touched
-        for t in decision.log:
-            subject = t.subject
-            payload = {
-                "subject": str(subject),
-                "kind": str(subject.kind),
-                "wave": subject.wave,
-                "gate": subject.gate,
-                "env": str(subject.env) if subject.env else None,
-                "before": t.before,
-                "after": t.after,
-                "reason": t.reason,
-            }
-            kind = "phase" if t.subject.kind is SubjectKind.ROLLOUT else "transition"
-            self.entries.append(LogEntry(kind, str(t), t.actor, payload))
+        self.entries.extend(transition_entry(t) for t in decision.log)
 
 
-def held(state: RolloutState) -> bool:
-    """The current wave is held back (a freeze, outside its change windows) with nothing of it in flight."""
-    wave = state.current_wave
-    return bool(wave.hold) and wave.phase is WavePhase.DEPLOYING and not state.in_flight(wave.number)
+def command_entry(command: ev.Command, refused: str | None) -> LogEntry:
+    """The log line of a command the state machine accepted or refused."""
+    summary = describe(command) + (f": {refused}" if refused else "")
+    return LogEntry("refused" if refused else "command", summary, command.actor, {"command": type(command).__name__})
+
+
+def alert_entry(alert: ev.AlertFired, refused: str | None, wave: int | None) -> LogEntry:
+    """The log line of an alert from the inbox (for an environment of `wave`): accepted (stop the line) or
+    ignored, and why."""
+    note = f": {refused}" if refused else ""
+    payload = {
+        "alert": alert.alert.name,
+        "env": str(alert.env),
+        "wave": wave,
+        "outcome": "ignored" if refused else "accepted",
+        "reason": refused or "",
+    }
+    return LogEntry("alert", f"{alert.actor}: alert {alert.alert} for {alert.env}{note}", alert.actor, payload)
+
+
+def transition_entry(t: ev.Transition) -> LogEntry:
+    """The log line of a transition: a change of the rollout's phase, or of a wave, gate, env or target."""
+    subject = t.subject
+    payload = {
+        "subject": str(subject),
+        "kind": str(subject.kind),
+        "wave": subject.wave,
+        "gate": subject.gate,
+        "env": str(subject.env) if subject.env else None,
+        "before": t.before,
+        "after": t.after,
+        "reason": t.reason,
+    }
+    return LogEntry("phase" if subject.kind is SubjectKind.ROLLOUT else "transition", str(t), t.actor, payload)
+
+
+def sampling_round(store: Store, wave_name: str, action: ev.SampleGate) -> SamplingRound:
+    """What the sampler needs: the environments as stored now, and a compare gate's baseline cohort."""
+    envs = store.environments(action.envs)
+    baseline: tuple[Environment, ...] = ()
+    if isinstance(action.gate, CompareGate) and action.candidates:
+        baseline = select_baseline(action.gate, envs, store.environments(action.candidates))
+    return SamplingRound(
+        action.gate,
+        wave_name,
+        action.round,
+        tuple(envs),
+        baseline,
+        action.module,
+        action.version,
+        dict(action.windows),
+    )
+
+
+def failed_round(wave_name: str, action: ev.SampleGate, error: str) -> list[Sample]:
+    """A round nobody could take: an error sample per subject, which can never pass the gate."""
+    expected = subjects(action.gate, wave_name, [str(e) for e in action.envs])
+    return [Sample(subject, action.round, "", error=error) for subject in expected]
 
 
 def _finished(action: ev.StartDeployment, dep: Deployment) -> ev.DeploymentFinished:

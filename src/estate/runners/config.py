@@ -28,6 +28,7 @@ class RunnerConfig:
     backend: Mapping[str, Any] | None = None  # e.g. {"pg": {"conn_str": ..., "schema_name": "estate_{project}_{env}"}}
     secret_key: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)  # what Terraform inherits (see Settings)
+    lock_timeout_seconds: float = 0.0  # plan/apply wait this long for a held state lock (Terraform -lock-timeout)
     kill_grace_seconds: float = 10.0  # after SIGINT, before SIGKILL: lets Terraform save state and unlock
 
     @classmethod
@@ -39,6 +40,7 @@ class RunnerConfig:
             max_parallel=int(runner.get("max_parallel") or 4),
             timeout_seconds=float(runner.get("timeout") or _DEFAULT_TIMEOUT),
             backend=runner.get("backend") or None,
+            lock_timeout_seconds=float(runner.get("lock_timeout") or 0),
             secret_key=settings.secret_key,
             environ=dict(settings.runner_env),
         )

@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
+from estate.domain.ids import EnvRef
 from estate.errors import ConflictError
 
 
@@ -47,6 +50,22 @@ def environment_lock(path: Path, env: str, holder: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+class EnvironmentLocks(Protocol):
+    """Who may run an environment's Terraform now: `hold(env, what)` for the whole run, or EnvironmentBusy."""
+
+    def hold(self, env: EnvRef, what: str) -> AbstractContextManager[None]: ...
+
+
+class FileLocks:
+    """`environment_lock` under `$ESTATE_HOME/locks` (one machine); `shared_locks.StoreLocks` spans machines."""
+
+    def __init__(self, lock_path: Callable[[EnvRef], Path]) -> None:
+        self.lock_path = lock_path
+
+    def hold(self, env: EnvRef, what: str) -> AbstractContextManager[None]:
+        return environment_lock(self.lock_path(env), str(env), what)
 
 
 def _read(fd: int) -> str:

@@ -35,7 +35,7 @@ from estate.errors import ComponentError, ConflictError, EstateError, InputError
 from estate.runners import render
 from estate.runners.config import RunnerConfig
 from estate.runners.events import Collector, Raw, TerraformEvent, estate_event, step_event
-from estate.runners.locks import EnvironmentBusy, clear_stale_state_lock, environment_lock
+from estate.runners.locks import EnvironmentBusy, EnvironmentLocks, FileLocks, clear_stale_state_lock
 from estate.runners.process import CancelToken, ProcessResult
 from estate.runners.recorder import EventRecorder
 from estate.runners.secrets import check_key, seal
@@ -49,6 +49,7 @@ from estate.store.repository import Store
 log = logging.getLogger(__name__)
 
 DeploymentOutcome = Deployment  # what `run` returns: the final record
+STATE_LOCKED = "Error acquiring the state lock"
 STALE_PLAN = "Saved plan is stale"  # Terraform's (and OpenTofu's) refusal of a plan the state moved past
 EventListener = Callable[[int, TerraformEvent], None]
 
@@ -65,6 +66,7 @@ class DeploymentService:
         config: RunnerConfig | None = None,
         listener: EventListener | None = None,
         holder: str | None = None,
+        locks: EnvironmentLocks | None = None,
     ) -> None:
         self.repo = DeploymentRepository(store)
         self.settings = settings
@@ -75,12 +77,21 @@ class DeploymentService:
         self._toolchain: Toolchain | None = None
         self._lock = threading.Lock()
         self._running: dict[int, CancelToken] = {}
+        self._handed_back: set[int] = set()  # runs to stop and leave to another runner (interrupted)
+        self._locks = locks
 
     @property
     def config(self) -> RunnerConfig:
         if self._config is None:
             self._config = RunnerConfig.build(self.settings, self.repo.load_estate().settings)
         return self._config
+
+    @property
+    def locks(self) -> EnvironmentLocks:
+        """Per-environment locks: files under $ESTATE_HOME unless shared ones were given."""
+        if self._locks is None:
+            self._locks = FileLocks(self.config.lock_path)
+        return self._locks
 
     def toolchain(self) -> Toolchain:
         """The checked binary (ComponentError naming it when missing or older than 1.0); cached."""
@@ -140,7 +151,7 @@ class DeploymentService:
         if dep.status.is_terminal:
             return dep
         try:
-            with environment_lock(self.config.lock_path(dep.env), str(dep.env), f"deployment {dep.id}"):
+            with self.locks.hold(dep.env, f"deployment {dep.id}"):
                 dep = self.repo.get(deployment_id)  # re-read: we may have waited for nothing
                 if dep.status.is_terminal:
                     return dep
@@ -167,6 +178,25 @@ class DeploymentService:
             return True
         return False
 
+    def hand_back(self, deployment_id: int) -> bool:
+        """Stop a running deployment so that another runner redoes it: Terraform is interrupted (it saves its
+        state and releases its lock) and the run ends `interrupted`, not cancelled. False if it is not running
+        here."""
+        with self._lock:
+            token = self._running.get(deployment_id)
+            if token is not None:
+                self._handed_back.add(deployment_id)
+        if token is None:
+            return False
+        token.cancel()
+        return True
+
+    def stopped_status(self, deployment_id: int) -> DeploymentStatus:
+        """How a run that was stopped ends: interrupted when handed back, else cancelled."""
+        with self._lock:
+            handed_back = deployment_id in self._handed_back
+        return DeploymentStatus.INTERRUPTED if handed_back else DeploymentStatus.CANCELLED
+
     def recover(self) -> list[Deployment]:
         """Settle deployments whose process died: one that was running becomes `interrupted`; a queued one
         that no rollout will run becomes `cancelled` (never started). A rollout's queued deployments are
@@ -177,7 +207,7 @@ class DeploymentService:
             if (dep.status is DeploymentStatus.QUEUED and dep.rollout_id) or not self.repo.holder_gone(dep, self.now()):
                 continue
             try:
-                with environment_lock(self.config.lock_path(dep.env), str(dep.env), "recovery"):
+                with self.locks.hold(dep.env, "recovery"):
                     current = self.repo.get(dep.id)  # it may have finished since we listed it
                     if current.status.is_active:
                         settled.append(self._interrupted(current))
@@ -220,6 +250,7 @@ class DeploymentService:
             recorder.flush()
             with self._lock:
                 self._running.pop(dep.id, None)
+                self._handed_back.discard(dep.id)
 
 
 class _Run:
@@ -245,7 +276,9 @@ class _Run:
     def execute(self) -> Deployment:
         self.move(DeploymentStatus.PLANNING)
         if self.token.cancelled:
-            return self.move(DeploymentStatus.CANCELLED, "cancelled before it started")
+            status = self.service.stopped_status(self.dep.id)
+            verb = "handed back" if status is DeploymentStatus.INTERRUPTED else "cancelled"
+            return self.move(status, f"{verb} before it started")
         try:
             toolchain = self.service.toolchain()
         except ComponentError as exc:
@@ -353,7 +386,9 @@ class _Run:
         if result is None or (result.stopped is None and result.returncode in ok):
             return None
         if result.stopped == "cancelled":
-            return self.move(DeploymentStatus.CANCELLED, f"cancelled during {name}")
+            status = self.service.stopped_status(self.dep.id)
+            verb = "handed back" if status is DeploymentStatus.INTERRUPTED else "cancelled"
+            return self.move(status, f"{verb} during {name}")
         if result.stopped == "timeout":
             limit = self.service.config.timeout_seconds
             reason = (
@@ -362,6 +397,10 @@ class _Run:
             self.recorder.error(reason)
             return self.move(DeploymentStatus.FAILED, reason)
         detail = collected.errors[0] if collected.errors else _stderr_summary(result.stderr)
+        if STATE_LOCKED in detail:
+            # Another run holds the state lock (the `pg` backend also serializes the first creation of every
+            # environment's state in one database): nothing was attempted, and it passes by itself.
+            return self.move(DeploymentStatus.ERRORED, f"{name}: the state is locked: {detail}", retryable=True)
         return self.move(DeploymentStatus.FAILED, f"{name} failed: {detail}")
 
 

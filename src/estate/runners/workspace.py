@@ -119,12 +119,17 @@ class Workspace:
     def plan(self, out: Path, sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult:
         """`plan -json -detailed-exitcode -out=OUT`: exit 0 no changes, 2 changes, 1 error."""
         out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return self._run(["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={out}"], sink, deadline, cancel)
+        args = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-out={out}", *self._lock_timeout()]
+        return self._run(args, sink, deadline, cancel)
 
     def apply(self, sink: Sink, deadline: float, cancel: CancelToken, saved: Path | None = None) -> ProcessResult:
         """`apply -json` of the `saved` plan, or (none given) of the plan it makes itself, without asking."""
         plan = [str(saved)] if saved is not None else ["-auto-approve"]
-        return self._run(["apply", "-json", "-input=false", *plan], sink, deadline, cancel)
+        return self._run(["apply", "-json", "-input=false", *self._lock_timeout(), *plan], sink, deadline, cancel)
+
+    def _lock_timeout(self) -> list[str]:
+        seconds = self.config.lock_timeout_seconds
+        return [f"-lock-timeout={seconds:g}s"] if seconds > 0 else []
 
     def _run(self, args: Sequence[str], sink: Sink, deadline: float, cancel: CancelToken) -> ProcessResult:
         sink(*step_event(f"{self.toolchain.product} {' '.join(args)}"))

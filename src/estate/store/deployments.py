@@ -310,4 +310,5 @@ def from_row(row: Row[Any]) -> Deployment:
         holder=r["holder"],
         apply_plan=r["apply_plan"],
         plan_source=r["plan_source"],
+        pool=r["pool"],
     )

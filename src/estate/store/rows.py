@@ -14,6 +14,7 @@ from estate.domain.lifecycle import Lifecycle
 from estate.domain.model import Environment, EnvType, Estate, Module, ModuleVersion, Project, Resource
 from estate.domain.plans import RolloutPlan
 from estate.domain.rules import CONFIG_OWNER, ModuleRule
+from estate.domain.runner_rules import RunnerRule
 from estate.store import tables
 from estate.store.codec import decode_as, encode
 
@@ -112,8 +113,12 @@ KINDS: tuple[Kind, ...] = (
         ("name",),
         lambda e: {
             name: {"name": name, "body": body}
-            for name, body in (("settings", dict(e.settings)), ("access", encode(e.access)))
-            if body
+            for name, body in (
+                ("settings", dict(e.settings)),
+                ("access", encode(e.access)),
+                ("runner_rules", {"rules": [encode(r) for r in e.runner_rules]}),
+            )
+            if body and body != {"rules": []}
         },
     ),
 )
@@ -163,4 +168,5 @@ def estate_from_rows(rows: Mapping[str, list[Row]]) -> Estate:
         plans=tuple(decode_as(RolloutPlan, p["spec"]) for p in rows["rollout_plan"]),
         access=access_bindings(docs),
         settings=_frozen(docs.get("settings", {})),
+        runner_rules=tuple(decode_as(RunnerRule, r) for r in docs.get("runner_rules", {}).get("rules", [])),
     )

@@ -159,6 +159,7 @@ deployments = Table(
     Column("retryable", Boolean, nullable=False, server_default=false()),  # errored, may pass by itself
     Column("retried_by", Integer),  # the deployment that redid this interrupted one
     Column("holder", String(255)),  # the process that runs (or will run) it, `host:pid`
+    Column("pool", String(63)),  # the runner pool it was sent to (Temporal engine); NULL: the local runner
     Column("triggered_by", String(255), nullable=False),
     Column("rollout_id", String(63), index=True),
     Column("graph", JSON, nullable=False),  # resolved graph snapshot

@@ -40,6 +40,7 @@ class DeploymentSummaryView(View):
     updated_at: datetime
     retryable: bool = False
     retried_by: int | None = None
+    pool: str | None = None  # the runner pool it was sent to (Temporal engine)
 
 
 class DeploymentView(DeploymentSummaryView):

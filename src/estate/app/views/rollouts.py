@@ -117,6 +117,7 @@ class RolloutEnvView(View):
     deployment_id: str | None
     reason: str
     retry_at: datetime | None = None
+    waiting_for_runner: str | None = None  # the runner pool whose workers have not taken its deployment yet
 
 
 class EnvQuery(View):
