@@ -81,7 +81,11 @@ def temporal(n: int, runners: int) -> dict[str, float]:
         try:
             app = bootstrap(environ)
             start = time.perf_counter()
-            rollout = app.rollouts.start(Caller("bench"), "postgres", "2.0.0", "bench", preflight=False).id
+            try:
+                rollout = app.rollouts.start(Caller("bench"), "postgres", "2.0.0", "bench", preflight=False).id
+            except Exception:
+                _show_worker_logs(Path(environ["ESTATE_HOME"]))  # the cause is in a worker's log, deleted with tmp
+                raise
             elapsed = time.perf_counter() - start
             assert str(app.rollouts.state(rollout).phase) == "completed"
             events, runs = asyncio.run(_history(TemporalSettings.build(environ, {}), rollout))
@@ -103,6 +107,12 @@ def _worker(environ: dict[str, str], role: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=open(Path(environ["ESTATE_HOME"]) / f"worker-{role}.log", "ab"),
     )
+
+
+def _show_worker_logs(home: Path, lines: int = 40) -> None:
+    for log in sorted(home.glob("worker-*.log")):
+        print(f"--- last {lines} lines of {log.name}", file=sys.stderr)
+        print("\n".join(log.read_text(errors="replace").splitlines()[-lines:]), file=sys.stderr)
 
 
 def worker(role: str) -> None:
