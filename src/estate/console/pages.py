@@ -24,6 +24,7 @@ from estate.app.views.inventory import EnvironmentVersionsView
 from estate.app.views.rollouts import EnvQuery, PreviewView
 from estate.console import controls
 from estate.console.render import ConsoleRoute, LoginRequired, Render
+from estate.domain.lifecycle import Lifecycle
 from estate.errors import InputError, NotFoundError, Throttled, Unauthenticated
 
 ENVS_PER_PAGE = 50  # environments of a rollout per page
@@ -235,12 +236,12 @@ def confirm_fragment(
         view = estate.rollouts.status(rollout_id, query=EnvQuery(wave=str(acts_on), limit=controls.PAGE))
     versions = []
     if command == "retarget":
-        versions = [  # a defective version is refused as a target: not offered
+        versions = [  # one the retarget would refuse is not offered
             v.version
             for m in estate.inventory.modules()
             if m.id == view.module
             for v in m.versions
-            if v.lifecycle != "defective"
+            if Lifecycle(v.lifecycle).deployable
         ]
     try:
         confirmation = controls.confirmation(view, command, wave=wave, versions=versions)

@@ -23,6 +23,11 @@ class Lifecycle(StrEnum):
     DEPRECATED = "deprecated"  # deployable, with a warning: move off it
     DEFECTIVE = "defective"  # refused for every new deployment, rollout start and retarget
 
+    @property
+    def deployable(self) -> bool:
+        """May a new deployment, rollout start or retarget use a version in this state?"""
+        return self is not Lifecycle.DEFECTIVE
+
 
 class DefectiveVersion(ConflictError):
     """A new deployment, rollout start or retarget would use a version marked defective."""
@@ -32,7 +37,7 @@ def check_deployable(version: ModuleVersion, where: str = "") -> str | None:
     """DefectiveVersion for a defective version; a warning for a deprecated one; None otherwise."""
     name = f"{version.module} {version.version}"
     scope = f" ({where})" if where else ""
-    if version.lifecycle is Lifecycle.DEFECTIVE:
+    if not version.lifecycle.deployable:
         raise DefectiveVersion(
             f"{name} is defective{scope}: {version.lifecycle_reason or 'no reason given'}",
             hint="deploy a fixed version (publish one, or retarget the rollout to one); an admin can "
